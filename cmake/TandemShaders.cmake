@@ -1,0 +1,1 @@
+# Shader compilation lives in shaders/CMakeLists.txt (build-time SPIR-V, embedded).
