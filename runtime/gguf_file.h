@@ -13,6 +13,7 @@
 // error when "x" is stored as, say, INT32. Thread-safe for concurrent reads after open().
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <filesystem>
 #include <memory>
@@ -20,6 +21,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <variant>
 #include <vector>
 
@@ -51,6 +53,46 @@ struct GgufValue {
   size_t array_size() const;  // 0 for scalars
 };
 
+// The GgufType that stores C++ scalar type T in a GgufValue (bool -> boolean, std::string ->
+// string, float -> float32, ...).
+template <class T>
+constexpr GgufType gguf_type_of() {
+  if constexpr (std::is_same_v<T, uint8_t>) return GgufType::uint8;
+  else if constexpr (std::is_same_v<T, int8_t>) return GgufType::int8;
+  else if constexpr (std::is_same_v<T, uint16_t>) return GgufType::uint16;
+  else if constexpr (std::is_same_v<T, int16_t>) return GgufType::int16;
+  else if constexpr (std::is_same_v<T, uint32_t>) return GgufType::uint32;
+  else if constexpr (std::is_same_v<T, int32_t>) return GgufType::int32;
+  else if constexpr (std::is_same_v<T, float>) return GgufType::float32;
+  else if constexpr (std::is_same_v<T, bool>) return GgufType::boolean;
+  else if constexpr (std::is_same_v<T, std::string>) return GgufType::string;
+  else if constexpr (std::is_same_v<T, uint64_t>) return GgufType::uint64;
+  else if constexpr (std::is_same_v<T, int64_t>) return GgufType::int64;
+  else {
+    static_assert(std::is_same_v<T, double>, "not a GGUF scalar type");
+    return GgufType::float64;
+  }
+}
+
+// A scalar value of the matching type: gguf_scalar(uint32_t{7}), gguf_scalar(std::string("x")).
+template <class T>
+GgufValue gguf_scalar(T v) {
+  GgufValue g;
+  g.type = gguf_type_of<T>();
+  g.value = std::move(v);
+  return g;
+}
+
+// An array value of the matching element type.
+template <class T>
+GgufValue gguf_array(std::vector<T> v) {
+  GgufValue g;
+  g.type = GgufType::array;
+  g.array_type = gguf_type_of<T>();
+  g.value = std::move(v);
+  return g;
+}
+
 struct GgufKv {
   std::string key;
   GgufValue value;
@@ -65,6 +107,7 @@ struct GgufTensorInfo {
   uint64_t offset = 0;       // relative to the data section
   uint64_t nbytes = 0;
   uint64_t file_offset = 0;  // absolute byte offset of the data in the file
+  uint64_t info_offset = 0;  // absolute byte offset of this tensor info (for error messages)
 };
 
 class GgufFile {

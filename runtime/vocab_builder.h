@@ -34,6 +34,7 @@ struct VocabData {
   uint32_t eos_token_id = 0;
   std::optional<uint32_t> padding_token_id;
   bool add_bos_token = false;
+  bool add_eos_token = false;                 // tokenizer.ggml.add_eos_token (absent = false)
   std::string chat_template;                  // tokenizer.chat_template (jinja, ChatML)
 };
 

@@ -1,0 +1,356 @@
+// Header-only conformance check of one KernelTable against the scalar reference table, shared
+// by the Catch2 tests (kernel_table_test.cpp) and the dependency-free NEON runner
+// (tests/neon/neon_main.cpp, which cannot use Catch2 under qemu). Test code: include only
+// from tests.
+//
+// Shapes: k in {32, 64, 96, 160, 256, 1536, 2592} (below/at/above the 32-block, the 64-pair
+// and 16-float tiles, odd block counts), rows in {1, 3, 7, 8, 9, 17, 64, 768} (row tiles of
+// 2 and 4), tokens 1..9 (token tiles of 4). Weights sit at 2- or 4-byte (not 16/64-byte)
+// aligned addresses with padded row strides. Bounds are the ones kernel_table.h states.
+#pragma once
+
+#include <cmath>
+#include <cstdlib>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "core/dtype.h"
+#include "core/fp16.h"
+#include "core/quant_blocks.h"
+#include "cpu/kernel_table.h"
+
+namespace tandem::cpu::check {
+
+struct Rng {
+  uint64_t s;
+  explicit Rng(uint64_t seed) : s(seed * 0x9E3779B97F4A7C15ull + 1) {}
+  uint64_t next() {  // splitmix64
+    uint64_t z = (s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  }
+  float uniform(float lo, float hi) { return lo + (hi - lo) * static_cast<float>(next() >> 40) / 16777216.0f; }
+};
+
+inline constexpr int64_t k_ks[] = {32, 64, 96, 160, 256, 1536, 2592};
+inline constexpr int64_t k_rows[] = {1, 3, 7, 8, 9, 17, 64, 768};
+inline constexpr double k_u = 1.0 / 8388608.0;  // 2^-23
+
+struct Report {
+  std::vector<std::string> failures;
+  int64_t checks = 0;
+  void fail(std::string s) {
+    if (failures.size() < 20) failures.push_back(std::move(s));
+  }
+};
+
+// A byte buffer whose data() is `misalign` bytes past a 64-byte boundary.
+struct Buf {
+  std::vector<uint8_t> raw;
+  size_t off = 0;
+  Buf(size_t n, size_t misalign) : raw(n + 128) {
+    const auto addr = reinterpret_cast<uintptr_t>(raw.data());
+    off = ((64 - addr % 64) % 64) + misalign;
+  }
+  uint8_t* data() { return raw.data() + off; }
+  float* f() { return reinterpret_cast<float*>(data()); }
+};
+
+inline size_t row_bytes(DType d, int64_t k) { return dtype_row_size(d, k); }
+
+// Fills a weight row of dtype d with random data (valid f16 scales, any nibbles/quants).
+inline void fill_row(DType d, int64_t k, uint8_t* row, Rng& r) {
+  if (d == DType::q4_0 || d == DType::q8_0) {
+    const size_t bs = d == DType::q4_0 ? sizeof(block_q4_0) : sizeof(block_q8_0);
+    for (int64_t b = 0; b < k / 32; ++b) {
+      uint8_t* p = row + b * bs;
+      const uint16_t h = fp32_to_fp16(r.uniform(-0.05f, 0.05f));
+      std::memcpy(p, &h, 2);
+      for (size_t j = 2; j < bs; ++j) {
+        p[j] = static_cast<uint8_t>(r.next());
+        if (d == DType::q8_0 && p[j] == 0x80) p[j] = 0x81;  // quantize_row_q8_0 never makes -128
+      }
+    }
+  } else {
+    for (int64_t i = 0; i < k; ++i) {
+      const float v = r.uniform(-1.0f, 1.0f);
+      if (d == DType::f32) {
+        std::memcpy(row + 4 * i, &v, 4);
+      } else {
+        const uint16_t h = d == DType::f16 ? fp32_to_fp16(v) : fp32_to_bf16(v);
+        std::memcpy(row + 2 * i, &h, 2);
+      }
+    }
+  }
+}
+
+// Scale of a dot product for error bounds: sum_i |w_i x_i| (float rows) or
+// sum_b |d_w d_x| * sum_j |q_w,j q_x,j| (q rows; SIMD kernels scale partial sums of a block).
+inline double abs_terms(DType d, int64_t k, const uint8_t* w, const uint8_t* x) {
+  double s = 0.0;
+  if (d == DType::q4_0 || d == DType::q8_0) {
+    for (int64_t b = 0; b < k / 32; ++b) {
+      const auto* xb = reinterpret_cast<const block_q8_0*>(x) + b;
+      int isum = 0;
+      uint16_t dw;
+      if (d == DType::q4_0) {
+        const auto* wb = reinterpret_cast<const block_q4_0*>(w) + b;
+        for (int j = 0; j < 16; ++j) {
+          isum += std::abs(((wb->qs[j] & 15) - 8) * xb->qs[j]) + std::abs(((wb->qs[j] >> 4) - 8) * xb->qs[j + 16]);
+        }
+        dw = wb->d;
+      } else {
+        const auto* wb = reinterpret_cast<const block_q8_0*>(w) + b;
+        for (int j = 0; j < 32; ++j) isum += std::abs(wb->qs[j] * xb->qs[j]);
+        dw = wb->d;
+      }
+      s += std::fabs(static_cast<double>(fp16_to_fp32(dw)) * fp16_to_fp32(xb->d) * isum);
+    }
+  } else {
+    const auto* xf = reinterpret_cast<const float*>(x);
+    for (int64_t i = 0; i < k; ++i) {
+      uint16_t h = 0;
+      float wv;
+      if (d == DType::f32) {
+        std::memcpy(&wv, w + 4 * i, 4);
+      } else {
+        std::memcpy(&h, w + 2 * i, 2);
+        wv = d == DType::f16 ? fp16_to_fp32(h) : bf16_to_fp32(h);
+      }
+      s += std::fabs(static_cast<double>(wv) * xf[i]);
+    }
+  }
+  return s;
+}
+
+inline GemmFn gemm_of(const KernelTable& t, DType d) {
+  switch (d) {
+    case DType::q4_0: return t.gemm_q4_0_q8_0;
+    case DType::q8_0: return t.gemm_q8_0_q8_0;
+    case DType::f16: return t.gemm_f16_f32;
+    case DType::bf16: return t.gemm_bf16_f32;
+    default: return t.gemm_f32;
+  }
+}
+inline GemvFn gemv_of(const KernelTable& t, DType d) {
+  switch (d) {
+    case DType::q4_0: return t.gemv_q4_0_q8_0;
+    case DType::q8_0: return t.gemv_q8_0_q8_0;
+    case DType::f16: return t.gemv_f16_f32;
+    case DType::bf16: return t.gemv_bf16_f32;
+    default: return t.gemv_f32;
+  }
+}
+inline float dot_of(const KernelTable& t, DType d, int64_t k, const void* w, const void* x) {
+  const auto* xf = static_cast<const float*>(x);
+  switch (d) {
+    case DType::q4_0: return t.vec_dot_q4_0_q8_0(k, w, x);
+    case DType::q8_0: return t.vec_dot_q8_0_q8_0(k, w, x);
+    case DType::f16: return t.vec_dot_f16_f32(k, w, xf);
+    case DType::bf16: return t.vec_dot_bf16_f32(k, w, xf);
+    default: return t.vec_dot_f32(k, static_cast<const float*>(w), xf);
+  }
+}
+
+inline std::string where(const KernelTable& t, const char* what, DType d, int64_t k, int64_t rows,
+                         int64_t n_tok, int64_t r, int64_t tok) {
+  return std::string(isa_name(t.isa)) + " " + what + "_" + std::string(dtype_name(d)) +
+         " k=" + std::to_string(k) + " rows=" + std::to_string(rows) + " n_tok=" + std::to_string(n_tok) +
+         " at row " + std::to_string(r) + " token " + std::to_string(tok);
+}
+
+// One (dtype, k, rows, n_tok) case: vec_dot (rows == 1, n_tok == 1), gemv (n_tok == 1) and gemm.
+inline void check_matmul(const KernelTable& fast, const KernelTable& ref, DType d, int64_t k, int64_t rows,
+                         int64_t n_tok, Report& rep, uint64_t seed) {
+  Rng rng(seed);
+  const bool q = d == DType::q4_0 || d == DType::q8_0;
+  const size_t misalign = d == DType::f32 ? 4 : 2;
+  const size_t wrb = row_bytes(d, k) + misalign * 3;
+  Buf w(wrb * static_cast<size_t>(rows), misalign);
+  for (int64_t r = 0; r < rows; ++r) fill_row(d, k, w.data() + r * wrb, rng);
+  const size_t xrb = q ? row_bytes(DType::q8_0, k) + 2 : static_cast<size_t>(k) * 4 + 4;
+  Buf x(xrb * static_cast<size_t>(n_tok), misalign);
+  std::vector<float> xf(static_cast<size_t>(k));
+  for (int64_t t = 0; t < n_tok; ++t) {
+    for (auto& v : xf) v = rng.uniform(-1.0f, 1.0f);
+    if (q) {
+      ref.quantize_row_q8_0(xf.data(), x.data() + t * xrb, k);
+    } else {
+      std::memcpy(x.data() + t * xrb, xf.data(), xf.size() * 4);
+    }
+  }
+  std::vector<float> want(static_cast<size_t>(rows * n_tok)), got(want.size(), NAN);
+  gemm_of(ref, d)(k, rows, w.data(), wrb, x.data(), xrb, n_tok, want.data(), rows);
+  const char* what = "gemm";
+  if (n_tok == 1 && rows == 1) {
+    what = "vec_dot";
+    got[0] = dot_of(fast, d, k, w.data(), x.data());
+  } else if (n_tok == 1) {
+    what = "gemv";
+    gemv_of(fast, d)(k, rows, w.data(), wrb, x.data(), got.data());
+  } else {
+    gemm_of(fast, d)(k, rows, w.data(), wrb, x.data(), xrb, n_tok, got.data(), rows);
+  }
+  const double n_terms = q ? static_cast<double>(k / 32) : static_cast<double>(k);
+  for (int64_t t = 0; t < n_tok; ++t) {
+    for (int64_t r = 0; r < rows; ++r) {
+      const double bound = (n_terms + 4) * k_u * abs_terms(d, k, w.data() + r * wrb, x.data() + t * xrb) + 1e-30;
+      const double e = std::fabs(static_cast<double>(got[t * rows + r]) - want[t * rows + r]);
+      ++rep.checks;
+      if (!(e <= bound)) {
+        rep.fail(where(fast, what, d, k, rows, n_tok, r, t) + ": got " + std::to_string(got[t * rows + r]) +
+                 " want " + std::to_string(want[t * rows + r]) + " bound " + std::to_string(bound));
+      }
+    }
+  }
+}
+
+inline void check_quantize(const KernelTable& fast, const KernelTable& ref, Report& rep, uint64_t seed) {
+  Rng rng(seed);
+  for (int64_t k : k_ks) {
+    Buf xb(static_cast<size_t>(k) * 4, 4);
+    float* x = xb.f();
+    for (int64_t i = 0; i < k; ++i) x[i] = rng.uniform(-3.0f, 3.0f);
+    // Block 0 hits exact .5 ties (amax 127 -> d 1): roundf rounds them away from zero.
+    for (int j = 0; j < 32; ++j) x[j] = (j == 0) ? 127.0f : static_cast<float>(j % 9) - 4.5f;
+    if (k >= 64) {
+      for (int j = 32; j < 64; ++j) x[j] = 0.0f;  // all-zero block: d = 0
+    }
+    std::vector<uint8_t> want(row_bytes(DType::q8_0, k)), got(want.size() + 2);
+    ref.quantize_row_q8_0(x, want.data(), k);
+    fast.quantize_row_q8_0(x, got.data() + 2, k);
+    ++rep.checks;
+    if (std::memcmp(want.data(), got.data() + 2, want.size()) != 0) {
+      rep.fail(std::string(isa_name(fast.isa)) + " quantize_row_q8_0 k=" + std::to_string(k) + " not bit-exact");
+    }
+  }
+}
+
+inline void check_axpy(const KernelTable& fast, const KernelTable& ref, DType d, Report& rep, uint64_t seed) {
+  Rng rng(seed);
+  const AxpyFn f = d == DType::q4_0 ? fast.axpy_q4_0_f32 : d == DType::q8_0 ? fast.axpy_q8_0_f32 : fast.axpy_f32;
+  const AxpyFn g = d == DType::q4_0 ? ref.axpy_q4_0_f32 : d == DType::q8_0 ? ref.axpy_q8_0_f32 : ref.axpy_f32;
+  for (int64_t k : k_ks) {
+    for (int64_t n_tok = 1; n_tok <= 9; ++n_tok) {
+      const size_t misalign = d == DType::f32 ? 4 : 2;
+      Buf row(row_bytes(d, k), misalign);
+      fill_row(d, k, row.data(), rng);
+      std::vector<float> a(static_cast<size_t>(n_tok));
+      for (auto& v : a) v = rng.uniform(-2.0f, 2.0f);
+      const int64_t ys = k + 3;
+      std::vector<float> y0(static_cast<size_t>(ys * n_tok));
+      for (auto& v : y0) v = rng.uniform(-1.0f, 1.0f);
+      std::vector<float> want = y0, got = y0;
+      g(k, n_tok, a.data(), row.data(), want.data(), ys);
+      f(k, n_tok, a.data(), row.data(), got.data(), ys);
+      // |a * w_i| <= |a| * max|w|: dequantised values are below 128 * 0.05 (q) or 1 (float).
+      const double wmax = d == DType::f32 ? 1.0 : (d == DType::q4_0 ? 8.0 : 128.0) * 0.05;
+      for (int64_t t = 0; t < n_tok; ++t) {
+        for (int64_t i = 0; i < k; ++i) {
+          const size_t j = static_cast<size_t>(t * ys + i);
+          const double bound = 2 * k_u * (std::fabs(y0[j]) + std::fabs(a[t]) * wmax + std::fabs(want[j])) + 1e-30;
+          ++rep.checks;
+          if (!(std::fabs(static_cast<double>(got[j]) - want[j]) <= bound)) {
+            rep.fail(where(fast, "axpy", d, k, 1, n_tok, i, t) + ": got " + std::to_string(got[j]) + " want " +
+                     std::to_string(want[j]));
+            break;
+          }
+        }
+      }
+    }
+  }
+}
+
+inline void check_elementwise(const KernelTable& fast, const KernelTable& ref, Report& rep, uint64_t seed) {
+  Rng rng(seed);
+  for (int64_t n : {1, 7, 8, 16, 17, 33, 128, 1536, 2590}) {
+    std::vector<float> x(static_cast<size_t>(n)), w(x.size()), mask(x.size()), want(x.size()), got(x.size());
+    for (int64_t i = 0; i < n; ++i) {
+      x[i] = rng.uniform(-4.0f, 4.0f);
+      w[i] = rng.uniform(0.5f, 1.5f);
+      mask[i] = (i % 5 == 3 && i != 0) ? -INFINITY : 0.0f;
+    }
+    for (const float* wp : {static_cast<const float*>(nullptr), static_cast<const float*>(w.data())}) {
+      ref.rms_norm(n, x.data(), wp, 1e-6f, want.data());
+      fast.rms_norm(n, x.data(), wp, 1e-6f, got.data());
+      for (int64_t i = 0; i < n; ++i) {
+        ++rep.checks;
+        if (!(std::fabs(got[i] - want[i]) <= 1e-5 * std::fabs(want[i]) + 1e-30)) {
+          rep.fail(std::string(isa_name(fast.isa)) + " rms_norm n=" + std::to_string(n) + " at " + std::to_string(i));
+          break;
+        }
+      }
+    }
+    for (const float* mp : {static_cast<const float*>(nullptr), static_cast<const float*>(mask.data())}) {
+      ref.soft_max(n, x.data(), mp, 0.7f, want.data());
+      fast.soft_max(n, x.data(), mp, 0.7f, got.data());
+      for (int64_t i = 0; i < n; ++i) {
+        ++rep.checks;
+        if (!(std::fabs(got[i] - want[i]) <= 1e-5 * std::fabs(want[i]) + 1e-7)) {
+          rep.fail(std::string(isa_name(fast.isa)) + " soft_max n=" + std::to_string(n) + " at " + std::to_string(i) +
+                   ": got " + std::to_string(got[i]) + " want " + std::to_string(want[i]));
+          break;
+        }
+      }
+    }
+  }
+  // rope_neox: head_dim 128 (SmallThinker) and odd partial rotations. Same angles on every
+  // ISA; the two products of a pair may be fused (FMA contraction), so 2^-22 (|x0| + |x1|).
+  struct RopeCase { int64_t n_head, head_dim, n_rot, pos; };
+  for (RopeCase c : {RopeCase{16, 128, 128, 0}, RopeCase{3, 128, 128, 4097}, RopeCase{2, 96, 64, 77},
+                     RopeCase{5, 20, 18, 12345}, RopeCase{1, 34, 34, 1}}) {
+    std::vector<float> orig(static_cast<size_t>(c.n_head * c.head_dim));
+    for (auto& v : orig) v = rng.uniform(-2.0f, 2.0f);
+    std::vector<float> want = orig, got = orig;
+    ref.rope_neox(want.data(), c.n_head, c.head_dim, c.n_rot, c.pos, 1.5e6f);
+    fast.rope_neox(got.data(), c.n_head, c.head_dim, c.n_rot, c.pos, 1.5e6f);
+    const int64_t half = c.n_rot / 2;
+    for (int64_t h = 0; h < c.n_head; ++h) {
+      for (int64_t i = 0; i < c.head_dim; ++i) {
+        const size_t j = static_cast<size_t>(h * c.head_dim + i);
+        double bound = 0.0;  // dims past n_rot are copied exactly
+        if (i < c.n_rot) {
+          const int64_t i0 = i < half ? i : i - half;
+          bound = 2 * k_u * (std::fabs(orig[h * c.head_dim + i0]) + std::fabs(orig[h * c.head_dim + i0 + half]));
+        }
+        ++rep.checks;
+        if (!(std::fabs(static_cast<double>(got[j]) - want[j]) <= bound)) {
+          rep.fail(std::string(isa_name(fast.isa)) + " rope_neox n_rot=" + std::to_string(c.n_rot) + " pos=" +
+                   std::to_string(c.pos) + " head " + std::to_string(h) + " dim " + std::to_string(i));
+          break;
+        }
+      }
+    }
+  }
+}
+
+inline constexpr DType k_weight_dtypes[] = {DType::q4_0, DType::q8_0, DType::f16, DType::bf16, DType::f32};
+
+// vec_dot + gemv over all k x rows (768 rows up to k = 1536), gemm over tokens 1..9.
+inline void check_matmuls(const KernelTable& fast, const KernelTable& ref, DType d, Report& rep, uint64_t seed) {
+  for (int64_t k : k_ks) {
+    for (int64_t rows : k_rows) {
+      if (rows == 768 && k > 1536) continue;
+      check_matmul(fast, ref, d, k, rows, 1, rep, seed++);
+    }
+  }
+  for (int64_t k : {int64_t{32}, int64_t{160}, int64_t{2592}}) {
+    for (int64_t rows : {int64_t{1}, int64_t{3}, int64_t{8}, int64_t{9}, int64_t{17}}) {
+      for (int64_t n_tok = 2; n_tok <= 9; ++n_tok) check_matmul(fast, ref, d, k, rows, n_tok, rep, seed++);
+    }
+  }
+}
+
+inline Report check_table(const KernelTable& fast, const KernelTable& ref, uint64_t seed = 1) {
+  Report rep;
+  check_quantize(fast, ref, rep, seed);
+  for (DType d : k_weight_dtypes) check_matmuls(fast, ref, d, rep, seed + 100);
+  for (DType d : {DType::q4_0, DType::q8_0, DType::f32}) check_axpy(fast, ref, d, rep, seed + 200);
+  check_elementwise(fast, ref, rep, seed + 300);
+  return rep;
+}
+
+}  // namespace tandem::cpu::check

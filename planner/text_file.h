@@ -1,0 +1,15 @@
+// Whole-file text reads and writes for the planner's JSON files, errors as Status.
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <string_view>
+
+#include "core/status.h"
+
+namespace tandem {
+
+Result<std::string> read_text_file(const std::filesystem::path& path);
+Status write_text_file(const std::filesystem::path& path, std::string_view text);
+
+}  // namespace tandem

@@ -1,0 +1,130 @@
+// Options shared by `tandem run`, `chat` and `perplexity`, with llama.cpp's flag names.
+//
+// llama.cpp spells some flags with one dash and several letters (-ub, -ctk, -ctv, -sys),
+// which CLI11 cannot declare; those subcommands allow extras and take such flags (and only
+// those) from the leftovers with take_llama_flags(). Anything else left over is an error.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "command.h"
+#include "core/dtype.h"
+#include "runtime/session.h"
+
+namespace tandem::tools {
+
+struct CommonOptions {
+  std::string model;
+  uint32_t n_ctx = 4096;
+  int n_threads = 0;
+  uint32_t n_ubatch = 512;
+  std::string cache_type = "f16";
+  std::string system_prompt;
+  SamplerParams sampling;
+};
+
+inline void add_model_options(CLI::App& sub, CommonOptions& o) {
+  sub.add_option("-m,--model", o.model, "GGUF model file (default: $TANDEM_MODEL or models/default.gguf)");
+  sub.add_option("-c,--ctx-size", o.n_ctx, "context size in tokens (0 = the model's)")->capture_default_str();
+  sub.add_option("-t,--threads", o.n_threads, "CPU threads (0 = all)")->capture_default_str();
+  sub.add_option("--ubatch,--ubatch-size", o.n_ubatch, "tokens per ubatch (also -ub N)")->capture_default_str();
+  sub.add_option("--cache-type-k,--cache-type-v", o.cache_type, "KV cache type for K and V: f16 or f32 (also -ctk/-ctv)")
+      ->capture_default_str();
+  sub.allow_extras();
+}
+
+inline void add_sampling_options(CLI::App& sub, CommonOptions& o) {
+  SamplerParams& s = o.sampling;
+  sub.add_option("--temp", s.temp, "temperature (<= 0: greedy)")->capture_default_str();
+  sub.add_option("--top-k", s.top_k, "top-k sampling (<= 0: off)")->capture_default_str();
+  sub.add_option("--top-p", s.top_p, "top-p sampling (1: off)")->capture_default_str();
+  sub.add_option("--min-p", s.min_p, "min-p sampling (0: off)")->capture_default_str();
+  sub.add_option("--repeat-penalty", s.repeat_penalty, "repetition penalty (1: off)")->capture_default_str();
+  sub.add_option("--repeat-last-n", s.repeat_last_n, "tokens the penalty looks back (0: off, -1: all)")
+      ->capture_default_str();
+  sub.add_option("-s,--seed", s.seed, "random seed (default: random)");
+}
+
+// Takes -ub N, -ctk T, -ctv T and (when `allow_sys`) -sys TEXT from the leftovers.
+inline Status take_llama_flags(const CLI::App& sub, CommonOptions& o, bool allow_sys) {
+  const std::vector<std::string> rest = sub.remaining();
+  for (size_t i = 0; i < rest.size(); ++i) {
+    const std::string& f = rest[i];
+    const bool known = f == "-ub" || f == "-ctk" || f == "-ctv" || (allow_sys && f == "-sys");
+    if (!known) return make_error(ErrorCode::invalid_argument, "unknown argument '{}' (see --help)", f);
+    if (i + 1 >= rest.size()) return make_error(ErrorCode::invalid_argument, "{} needs a value", f);
+    const std::string& v = rest[++i];
+    if (f == "-ub") {
+      try {
+        const long n = std::stol(v);
+        if (n <= 0) throw std::out_of_range("ub");
+        o.n_ubatch = static_cast<uint32_t>(n);
+      } catch (const std::exception&) {
+        return make_error(ErrorCode::invalid_argument, "-ub: '{}' is not a positive number", v);
+      }
+    } else if (f == "-sys") {
+      o.system_prompt = v;
+    } else {
+      o.cache_type = v;
+    }
+  }
+  return Status::success();
+}
+
+inline Result<std::string> read_text_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return make_error(ErrorCode::not_found, "{}: cannot open the file", path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return std::move(ss).str();
+}
+
+// Resolves the model (creating the default one when no -m was given and it is missing),
+// opens the session and prints the resolved options to stderr.
+inline Result<std::unique_ptr<Session>> open_session(const CommonOptions& o, const char* command) {
+  SessionOptions so;
+  so.model_path = o.model;
+  if (o.model.empty()) {
+    so.model_path = default_model_path();
+    TANDEM_RETURN_IF_ERROR(ensure_default_model(so.model_path));
+  }
+  const auto ct = dtype_from_name(o.cache_type);
+  if (!ct || (*ct != DType::f16 && *ct != DType::f32)) {
+    return make_error(ErrorCode::invalid_argument, "--cache-type-k: '{}' is not supported (f16 or f32)", o.cache_type);
+  }
+  so.cache_type = *ct;
+  so.n_ctx = o.n_ctx;
+  so.n_ubatch = o.n_ubatch;
+  so.n_threads = o.n_threads;
+  so.sampling = o.sampling;
+  TANDEM_ASSIGN_OR_RETURN(auto session, Session::open(so));
+  const ModelShape& sh = session->model().shape();
+  std::fprintf(stderr,
+               "%s: model %s (%s: n_layer %u, n_embd %u, n_expert %u/%u, n_vocab %u%s)\n"
+               "%s: device cpu (plain ops), threads %d, ctx %u, ubatch %u, KV cache %s %.1f MiB, seed %u\n",
+               command, so.model_path.string().c_str(), session->model().name().c_str(), sh.n_layer, sh.n_embd,
+               sh.n_expert_used, sh.n_expert, sh.n_vocab, sh.swa ? ", swa" : "", command,
+               session->forward().n_threads(), session->kv().n_ctx(), so.n_ubatch,
+               std::string(dtype_name(so.cache_type)).c_str(),
+               static_cast<double>(session->kv().size_bytes()) / (1024.0 * 1024.0), session->sampler().seed());
+  return session;
+}
+
+inline void print_timings(const GenerateStats& st) {
+  std::fprintf(stderr,
+               "\nprompt: %u tokens in %.1f ms, %.2f tokens/s | generation: %u tokens, %.2f tokens/s | "
+               "time to first token: %.1f ms | peak RSS: %.1f MiB\n",
+               st.n_prompt_eval, st.prompt_seconds * 1e3, st.prompt_tokens_per_second(), st.n_generated,
+               st.decode_tokens_per_second(), st.ttft_seconds * 1e3,
+               static_cast<double>(peak_rss_bytes()) / (1024.0 * 1024.0));
+}
+
+}  // namespace tandem::tools
