@@ -183,8 +183,10 @@ LayerLoad CostModel::layer_load(uint32_t layer, std::span<const ExpertTier> tier
 
 double CostModel::misses(uint32_t layer, double uses, uint32_t resident, uint32_t slots) const {
   if (uses <= 0) return 0;
+  // Steady state: the first use of each expert (a cold miss, 1 - h(n_expert) of the
+  // profile's accesses) is a start-up cost, so only the misses beyond those count.
   const uint32_t c = std::min(n_expert_, resident + slots);
-  const double miss_all = (1.0 - lru_[layer][c]) * uses_total_[layer];
+  const double miss_all = (lru_[layer][n_expert_] - lru_[layer][c]) * uses_total_[layer];
   return std::clamp(miss_all, 0.0, uses);
 }
 

@@ -23,7 +23,8 @@
 //   attention_us   = cpu: isa.attention_us or attention bytes / cpu_bw; gpu likewise.
 //   Misses (LRU curve h of the profile; A = sum_e p_e expected expert uses per token):
 //     the resident experts and the slots together behave like one LRU of the layer holding
-//     the hot experts, so  misses = min(uses of the tier, (1 - h(resident + slots)) * A)
+//     the hot experts, so  misses = min(uses of the tier, (h(n_expert) - h(resident + slots)) * A)
+//     (h(n_expert) < 1 only by the cold misses of the profiled run: a start-up cost, left out)
 //     dynamic: resident = gpu-pinned count, slots = min(n_dynamic_slots, n_dynamic) >= 1
 //     storage: resident = count of experts not on storage, slots = min(ram_cache, n_storage) >= 1
 //   upload_us  = dynamic_misses * B / upload_gbps
@@ -95,6 +96,21 @@ struct LayerLoad {
   uint32_t n_gpu_dynamic = 0;
   uint32_t n_ram_cpu = 0;
   uint32_t n_storage = 0;
+
+  LayerLoad& operator+=(const LayerLoad& o) {
+    cpu_us += o.cpu_us; cpu_bytes += o.cpu_bytes; gpu_us += o.gpu_us; gpu_bytes += o.gpu_bytes;
+    dynamic_uses += o.dynamic_uses; storage_uses += o.storage_uses;
+    n_gpu_pinned += o.n_gpu_pinned; n_gpu_dynamic += o.n_gpu_dynamic;
+    n_ram_cpu += o.n_ram_cpu; n_storage += o.n_storage;
+    return *this;
+  }
+  LayerLoad& operator-=(const LayerLoad& o) {
+    cpu_us -= o.cpu_us; cpu_bytes -= o.cpu_bytes; gpu_us -= o.gpu_us; gpu_bytes -= o.gpu_bytes;
+    dynamic_uses -= o.dynamic_uses; storage_uses -= o.storage_uses;
+    n_gpu_pinned -= o.n_gpu_pinned; n_gpu_dynamic -= o.n_gpu_dynamic;
+    n_ram_cpu -= o.n_ram_cpu; n_storage -= o.n_storage;
+    return *this;
+  }
 };
 
 class CostModel {

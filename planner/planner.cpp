@@ -1,6 +1,7 @@
 #include "planner/planner.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <limits>
 #include <optional>
@@ -134,23 +135,30 @@ struct Move {
 
 class Search {
  public:
-  Search(const CostModel& cm, const Limits& lim, const Placement& globals)
+  // Starts from `warm` (a placement found with other slot/cache sizes) when it fits, else
+  // from every expert on storage.
+  Search(const CostModel& cm, const Limits& lim, const Placement& globals,
+         const std::vector<std::vector<ExpertTier>>* warm)
       : cm_(cm), lim_(lim), g_(globals) {
     const uint32_t L = cm.n_layer(), E = cm.n_expert();
-    g_.tiers.assign(L, std::vector<ExpertTier>(E, ExpertTier::storage));
     loads_.resize(L);
     time_.resize(L);
     mem_g_.resize(L);
     mem_r_.resize(L);
-    uint64_t fg = 0, fr = 0;
-    cm.fixed_memory(g_.attention, g_.output_head, fg, fr);
-    used_g_ = fg;
-    used_r_ = fr;
-    for (uint32_t l = 0; l < L; ++l) {
-      loads_[l] = cm.layer_load(l, g_.tiers[l]);
-      refresh_layer(l);
-      used_g_ += mem_g_[l];
-      used_r_ += mem_r_[l];
+    if (warm && warm->size() == L) {
+      g_.tiers = *warm;
+      reset();
+      repair();
+      warm_ = feasible();
+    }
+    // Every expert in RAM when that fits (fewer greedy steps), else every expert on storage.
+    if (!warm_) {
+      g_.tiers.assign(L, std::vector<ExpertTier>(E, ExpertTier::ram_cpu));
+      reset();
+    }
+    if (!warm_ && !feasible()) {
+      g_.tiers.assign(L, std::vector<ExpertTier>(E, ExpertTier::storage));
+      reset();
     }
     // Hottest first: block moves take a prefix of this order.
     order_.resize(L);
@@ -160,6 +168,53 @@ class Search {
       std::stable_sort(order_[l].begin(), order_[l].end(), [&](uint32_t a, uint32_t b) {
         return cm.activation_probability(l, a) > cm.activation_probability(l, b);
       });
+    }
+    // prefix_[l][t][i]: load of the i hottest experts of layer l, all in tier t.
+    prefix_.assign(L, std::array<std::vector<LayerLoad>, 4>{});
+    for (uint32_t l = 0; l < L; ++l) {
+      for (size_t t = 0; t < 4; ++t) {
+        prefix_[l][t].assign(E + 1, LayerLoad{});
+        for (uint32_t i = 0; i < E; ++i) {
+          prefix_[l][t][i + 1] = prefix_[l][t][i];
+          cm.add_expert(prefix_[l][t][i + 1], l, order_[l][i], k_all_tiers[t]);
+        }
+      }
+    }
+  }
+
+  // Makes a warm start fit other slot/cache sizes: demotes the coldest GPU experts to RAM
+  // while the GPU is over budget, then the coldest RAM experts to storage while RAM is.
+  void repair() {
+    const uint32_t L = cm_.n_layer(), E = cm_.n_expert();
+    for (int pass = 0; pass < 2 && !feasible(); ++pass) {
+      std::vector<std::pair<double, ExpertId>> cands;
+      for (uint32_t l = 0; l < L; ++l) {
+        for (uint32_t e = 0; e < E; ++e) {
+          const ExpertTier t = g_.tiers[l][e];
+          if (pass == 0 ? runs_on_gpu(t) : t != ExpertTier::storage) {
+            cands.push_back({cm_.activation_probability(l, e), {static_cast<int32_t>(l), static_cast<int32_t>(e)}});
+          }
+        }
+      }
+      std::sort(cands.begin(), cands.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+      for (const auto& [p, id] : cands) {
+        if (pass == 0 ? used_g_ <= lim_.gpu : used_r_ <= lim_.ram) break;
+        Move m{static_cast<uint32_t>(id.layer), {{static_cast<uint32_t>(id.expert), pass == 0 ? ExpertTier::ram_cpu : ExpertTier::storage}}, 0, 0, 0};
+        apply(m);
+      }
+    }
+  }
+
+  void reset() {
+    uint64_t fg = 0, fr = 0;
+    cm_.fixed_memory(g_.attention, g_.output_head, fg, fr);
+    used_g_ = fg;
+    used_r_ = fr;
+    for (uint32_t l = 0; l < cm_.n_layer(); ++l) {
+      loads_[l] = cm_.layer_load(l, g_.tiers[l]);
+      refresh_layer(l);
+      used_g_ += mem_g_[l];
+      used_r_ += mem_r_[l];
     }
   }
 
@@ -280,39 +335,39 @@ class Search {
     return best;
   }
 
+  // Each round applies the best move of up to max(1, L/8) layers, best score first, each
+  // re-checked against the budget left; a layer's best move is recomputed after it changes.
   void greedy() {
     const uint32_t L = cm_.n_layer();
     std::vector<std::optional<Move>> best(L);
     std::vector<bool> others(L);
-    for (uint32_t l = 0; l < L; ++l) {
+    auto refresh = [&](uint32_t l) {
       others[l] = any_gpu_except(l);
       best[l] = best_move(l, others[l]);
-    }
-    for (size_t step = 0; step < 64ull * L * cm_.n_expert(); ++step) {
-      int pick = -1;
-      double pick_score = 0;
+    };
+    for (uint32_t l = 0; l < L; ++l) refresh(l);
+    const size_t batch = std::max<size_t>(1, L / 8);
+    for (size_t round = 0; round < 64ull * L * cm_.n_expert(); ++round) {
+      std::vector<std::pair<double, uint32_t>> ranked;
       for (uint32_t l = 0; l < L; ++l) {
-        if (!best[l]) continue;
-        if (!fits(*best[l])) {
-          best[l] = best_move(l, others[l]);
-          if (!best[l]) continue;
-        }
-        const double s = benefit_per_byte(*best[l]);
-        if (pick < 0 || s > pick_score) {
-          pick = static_cast<int>(l);
-          pick_score = s;
-        }
+        if (best[l] && !fits(*best[l])) refresh(l);
+        if (best[l]) ranked.push_back({benefit_per_byte(*best[l]), l});
       }
-      if (pick < 0) break;
+      if (ranked.empty()) break;
+      std::sort(ranked.begin(), ranked.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
       const bool gpu_before = any_gpu_except(L);
-      apply(*best[pick]);
-      const bool gpu_after = any_gpu_except(L);
+      std::vector<uint32_t> changed;
+      for (const auto& [score_value, l] : ranked) {
+        if (changed.size() == batch) break;
+        if (!fits(*best[l])) continue;
+        apply(*best[l]);
+        changed.push_back(l);
+      }
       // Scores depend on the remaining budget and on whether the GPU is in use at all.
-      for (uint32_t l = 0; l < L; ++l) {
-        if (static_cast<int>(l) == pick || gpu_before != gpu_after) {
-          others[l] = any_gpu_except(l);
-          best[l] = best_move(l, others[l]);
-        }
+      if (any_gpu_except(L) != gpu_before) {
+        for (uint32_t l = 0; l < L; ++l) refresh(l);
+      } else {
+        for (uint32_t l : changed) refresh(l);
       }
     }
   }
@@ -323,7 +378,8 @@ class Search {
     const uint32_t E = cm_.n_expert();
     for (uint32_t l = 0; l < cm_.n_layer(); ++l) {
       bool again = true;
-      while (again) {
+      bool rewritten = false;  // one layer rewrite per layer and round
+      for (uint32_t iter = 0; again && iter < 4 * E; ++iter) {
         again = false;
         const bool others = any_gpu_except(l);
         Move best;
@@ -350,6 +406,7 @@ class Search {
             }
           }
         }
+        if (!found && !rewritten) found = rewritten = best_rewrite(l, others, best);
         if (found) {
           apply(best);
           improved = again = true;
@@ -357,6 +414,66 @@ class Search {
       }
     }
     return improved;
+  }
+
+  // Rewrites of a whole layer in hotness order: the a hottest experts gpu-pinned, the next b
+  // gpu-dynamic, the next c ram_cpu, the rest on storage (and dynamic/ram_cpu swapped). These
+  // reach placements that need several experts to move at once (e.g. pinned -> dynamic to
+  // free the memory for a slot). Counts step over size_steps() in large layers.
+  bool best_rewrite(uint32_t l, bool others, Move& best) const {
+    const uint32_t E = cm_.n_expert();
+    std::vector<uint32_t> counts;
+    for (uint32_t x = 0; x <= E; ++x) {
+      if (E <= k_pair_swap_max_experts || x <= 4 || x == E || (x & (x - 1)) == 0 || x % 8 == 0) counts.push_back(x);
+    }
+    const auto& P = prefix_[l];
+    const bool gpu_before = loads_[l].n_gpu_pinned + loads_[l].n_gpu_dynamic > 0;
+    bool found = false;
+    std::array<uint32_t, 3> best_abc{};
+    int best_order = -1;
+    for (int order = 0; order < 2; ++order) {
+      const size_t second = order == 0 ? 1 : 2, third = order == 0 ? 2 : 1;  // k_all_tiers index
+      for (uint32_t a : counts) {
+        for (uint32_t b : counts) {
+          if (a + b > E) break;
+          for (uint32_t c : counts) {
+            if (a + b + c > E) break;
+            if (!cm_.has_gpu() && (a > 0 || (order == 0 ? b : c) > 0)) continue;
+            LayerLoad load = P[0][a];
+            load += P[second][a + b];
+            load -= P[second][a];
+            load += P[third][a + b + c];
+            load -= P[third][a + b];
+            load += P[3][E];
+            load -= P[3][a + b + c];
+            double dt = cm_.layer_cost(l, load, g_).total_us - time_[l];
+            if (!others) {
+              const bool gpu_after = load.n_gpu_pinned + load.n_gpu_dynamic > 0;
+              dt += (static_cast<double>(gpu_after) - static_cast<double>(gpu_before)) * cm_.submit_us();
+            }
+            if (dt >= best.dt) continue;
+            uint64_t mg = 0, mr = 0, ms = 0;
+            cm_.layer_memory(load, g_, mg, mr, ms);
+            Move m{l, {}, dt, static_cast<int64_t>(mg) - static_cast<int64_t>(mem_g_[l]),
+                   static_cast<int64_t>(mr) - static_cast<int64_t>(mem_r_[l])};
+            if (!fits(m)) continue;
+            best = std::move(m);
+            best_abc = {a, b, c};
+            best_order = order;
+            found = true;
+          }
+        }
+      }
+    }
+    if (!found) return false;
+    const auto [a, b, c] = best_abc;
+    for (uint32_t i = 0; i < E; ++i) {
+      const ExpertTier second = best_order == 0 ? ExpertTier::gpu_dynamic : ExpertTier::ram_cpu;
+      const ExpertTier third = best_order == 0 ? ExpertTier::ram_cpu : ExpertTier::gpu_dynamic;
+      const ExpertTier t = i < a ? ExpertTier::gpu_pinned : i < a + b ? second : i < a + b + c ? third : ExpertTier::storage;
+      if (g_.tiers[l][order_[l][i]] != t) best.changes.push_back({order_[l][i], t});
+    }
+    return !best.changes.empty();
   }
 
   // Moves memory between layers: demote one expert in layer b to afford a promotion in layer a.
@@ -379,6 +496,9 @@ class Search {
     }
     std::sort(ups.begin(), ups.end(), [](const Move& a, const Move& b) { return a.dt < b.dt; });
     std::sort(downs.begin(), downs.end(), [](const Move& a, const Move& b) { return a.dt < b.dt; });
+    // The best gains against the cheapest losses: O(L^2) pairs, not O((L E)^2).
+    ups.resize(std::min<size_t>(ups.size(), 4ull * L));
+    downs.resize(std::min<size_t>(downs.size(), 4ull * L));
     std::vector<bool> touched(L, false);
     for (const Move& up : ups) {
       if (touched[up.layer]) continue;
@@ -419,19 +539,23 @@ class Search {
   std::vector<uint64_t> mem_g_, mem_r_;
   uint64_t used_g_ = 0, used_r_ = 0;
   std::vector<std::vector<uint32_t>> order_;
+  std::vector<std::array<std::vector<LayerLoad>, 4>> prefix_;
+  bool warm_ = false;
 };
 
+// Candidate slot and cache sizes: every size in small layers, powers of two in large ones.
 std::vector<uint32_t> size_steps(uint32_t n) {
   std::vector<uint32_t> v;
-  for (uint32_t x : {1u, 2u, 3u, 4u, 6u, 8u, 12u, 16u, 24u, 32u, 48u, 64u, 96u, 128u, 192u, 256u}) {
-    if (x < n) v.push_back(x);
+  for (uint32_t x = 1; x < n; ++x) {
+    if (n <= 8 || (x & (x - 1)) == 0) v.push_back(x);
   }
   v.push_back(n);
   return v;
 }
 
-// Coordinate search over (slots, cache size) indexes into size_steps, starting near 4.
-Candidate solve_heuristic(const CostModel& cm, const Limits& lim, Device attn, Device head) {
+// Coordinate search over (slots, cache size) indexes into size_steps, starting near 4;
+// `quick` runs the starting point only (to screen attention/head choices).
+Candidate solve_heuristic(const CostModel& cm, const Limits& lim, Device attn, Device head, bool quick) {
   Candidate best;
   uint64_t fixed_g = 0, fixed_r = 0;
   cm.fixed_memory(attn, head, fixed_g, fixed_r);
@@ -447,7 +571,7 @@ Candidate solve_heuristic(const CostModel& cm, const Limits& lim, Device attn, D
     g.output_head = head;
     g.n_dynamic_slots = cm.has_gpu() ? steps[si] : 0;
     g.ram_cache_experts = steps[ri];
-    Search search(cm, lim, g);
+    Search search(cm, lim, g, best.token_us < k_inf ? &best.placement.tiers : nullptr);
     if (!search.feasible()) return memo = k_inf;
     search.run();
     memo = search.token_us();
@@ -458,16 +582,33 @@ Candidate solve_heuristic(const CostModel& cm, const Limits& lim, Device attn, D
     return memo;
   };
   const int start = static_cast<int>(std::find(steps.begin(), steps.end(), std::min(4u, cm.n_expert())) - steps.begin());
+  const int s_count = cm.has_gpu() ? n : 1;
+  if (quick) {
+    if (run(cm.has_gpu() ? start : 0, start) == k_inf) run(cm.has_gpu() ? start : 0, 0);
+    return best;
+  }
+  if (n <= 8) {
+    for (int a = 0; a < s_count; ++a) {
+      for (int b = 0; b < n; ++b) run(a, b);
+    }
+    return best;
+  }
+  // Larger layers: a sweep of the slot count, then of the cache size, then coordinate steps.
   int si = cm.has_gpu() ? start : 0, ri = start;
   double cur = run(si, ri);
-  // The all-storage start needs one cache slot per layer: fall back to the smallest cache.
-  if (cur == k_inf) cur = run(si, ri = 0);
+  if (cur == k_inf) cur = run(si, ri = 0);  // the all-storage start needs a cache slot per layer
+  for (int a = 0; a < s_count; ++a) {
+    if (run(a, ri) < cur - 1e-9) cur = run(si = a, ri);
+  }
+  for (int b = 0; b < n; ++b) {
+    if (run(si, b) < cur - 1e-9) cur = run(si, ri = b);
+  }
   for (int iter = 0; iter < 4 * n; ++iter) {
     int best_si = si, best_ri = ri;
     double best_t = cur;
-    for (auto [dsi, dri] : {std::pair{-1, 0}, {1, 0}, {0, -1}, {0, 1}}) {
+    for (auto [dsi, dri] : {std::pair{-1, -1}, {-1, 1}, {1, -1}, {1, 1}}) {
       const int a = si + dsi, b = ri + dri;
-      if (a < 0 || b < 0 || a >= n || b >= n || (!cm.has_gpu() && a != 0)) continue;
+      if (a < 0 || b < 0 || a >= s_count || b >= n) continue;
       const double t = run(a, b);
       if (t < best_t - 1e-9) {
         best_t = t;
@@ -537,12 +678,30 @@ Result<Plan> make_plan(const ModelShape& shape, const Profile& profile, const Ha
 
   Candidate best;
   std::vector<std::string> reasons;
+  // Large heuristic instances: screen the attention/head choices with one greedy run each,
+  // then search slot and cache sizes for the best one only.
+  const bool screen = !exact && n_total > 256;
+  std::pair<Device, Device> searched{Device::cpu, Device::cpu};
+  if (screen) {
+    double t_best = k_inf;
+    for (Device attn : devices) {
+      for (Device head : devices) {
+        const double t = solve_heuristic(cm, lim, attn, head, /*quick=*/true).token_us;
+        if (t < t_best) {
+          t_best = t;
+          searched = {attn, head};
+        }
+      }
+    }
+  }
   for (Device attn : devices) {
     for (Device head : devices) {
-      Candidate c = exact ? solve_exact(cm, lim, attn, head) : solve_heuristic(cm, lim, attn, head);
+      const bool quick = screen && std::pair{attn, head} != searched;
+      Candidate c = exact ? solve_exact(cm, lim, attn, head) : solve_heuristic(cm, lim, attn, head, quick);
       reasons.push_back(c.token_us < k_inf
-                            ? fmt::format("attention on {}, output head on {}: best found {:.2f} us/token",
-                                          device_name(attn), device_name(head), c.token_us)
+                            ? fmt::format("attention on {}, output head on {}: best found {:.2f} us/token{}",
+                                          device_name(attn), device_name(head), c.token_us,
+                                          quick ? " (screened with 4 slots and 4 cache slots per layer)" : "")
                             : fmt::format("attention on {}, output head on {}: does not fit the budget",
                                           device_name(attn), device_name(head)));
       if (c.token_us < best.token_us) best = std::move(c);

@@ -280,7 +280,7 @@ Status GgufFile::Impl::parse_kv(Reader& r) {
         }
       } else {
         v.resize(static_cast<size_t>(count));
-        std::memcpy(v.data(), r.here(), static_cast<size_t>(count) * sizeof(T));
+        if (count > 0) std::memcpy(v.data(), r.here(), static_cast<size_t>(count) * sizeof(T));
         r.seek(r.pos() + count * sizeof(T));
       }
       kv.value.value = std::move(v);

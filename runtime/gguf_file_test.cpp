@@ -138,3 +138,38 @@ TEST_CASE("GgufFile::open reports missing, empty and non-GGUF files", "[gguf]") 
   auto folder = GgufFile::open(dir.path());
   REQUIRE_FALSE(folder.ok());
 }
+
+// tests/fuzz/corpus is written by tests/fuzz/make_corpus.py, a GGUF writer independent of ours:
+// its valid_* files must parse and its invalid_* files must not.
+TEST_CASE("GgufFile agrees with an independent writer on the fuzz seed corpus", "[gguf]") {
+  const auto corpus = std::filesystem::path(__FILE__).parent_path().parent_path() / "tests" / "fuzz" / "corpus";
+  REQUIRE(std::filesystem::is_directory(corpus));
+  int valid = 0;
+  int invalid = 0;
+  for (const auto& e : std::filesystem::directory_iterator(corpus)) {
+    const std::string name = e.path().filename().string();
+    INFO(name);
+    auto f = GgufFile::open(e.path());
+    if (name.rfind("valid_", 0) == 0) {
+      CHECK(f.ok());
+      if (!f.ok()) UNSCOPED_INFO(f.status().message());
+      ++valid;
+    } else if (name.rfind("invalid_", 0) == 0) {
+      CHECK_FALSE(f.ok());
+      ++invalid;
+    }
+  }
+  CHECK(valid >= 5);
+  CHECK(invalid >= 6);
+  auto all = GgufFile::open(corpus / "valid_all_types.gguf");
+  REQUIRE(all.ok());
+  CHECK(all->get_u64("u64").value() == (uint64_t{1} << 63));
+  CHECK(all->get_string_array("arr.str").value() == std::vector<std::string>{"x", ""});
+  CHECK(all->find_tensor("q6_k")->n_dims == 4);
+  auto v2 = GgufFile::open(corpus / "valid_v2.gguf");
+  REQUIRE(v2.ok());
+  CHECK(v2->version() == 2);
+  auto a64 = GgufFile::open(corpus / "valid_align64.gguf");
+  REQUIRE(a64.ok());
+  CHECK(a64->find_tensor("b")->file_offset % 64 == 0);
+}

@@ -156,7 +156,7 @@ std::vector<Case> cases() {
       return img;
     };
   };
-  constexpr uint64_t huge = uint64_t{1} << 40;
+  static constexpr uint64_t huge = uint64_t{1} << 40;
   return {
       {"empty file", cut(0), "need 4 bytes for the magic at byte 0"},
       {"truncated magic", cut(2), "for the magic"},

@@ -36,6 +36,14 @@ Result<float> optional_f32(const GgufFile& f, std::string_view suffix, float fal
 
 // "u32 or per-layer array" keys (head counts): Tandem needs one value for all layers.
 Result<uint32_t> uniform_u32(const GgufFile& f, std::string_view suffix, uint32_t n_layer) {
+  // A scalar is the common case; materialising n_layer copies of it would let a hostile
+  // block_count allocate gigabytes, so only real arrays (bounded by the file) are expanded.
+  const GgufKv* kv = f.find_kv(key(suffix));
+  if (kv == nullptr || kv->value.type != GgufType::array) return f.get_u32(key(suffix));
+  if (kv->value.array_size() != n_layer) {
+    return make_error(ErrorCode::invalid_file, "{}: key '{}' at byte {} has {} values but block_count is {}",
+                      f.path().string(), key(suffix), kv->offset, kv->value.array_size(), n_layer);
+  }
   auto v = f.get_u32_or_array(key(suffix), n_layer);
   if (!v.ok()) return v.status();
   const auto& a = *v;

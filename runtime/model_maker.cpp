@@ -418,14 +418,15 @@ Status make_model(const MakeModelOptions& opts, const std::filesystem::path& out
         std::max<int64_t>(1, static_cast<int64_t>(k_chunk_f32_bytes / (sizeof(float) * static_cast<size_t>(t.row_len()))));
     const size_t row_bytes = dtype_row_size(t.dtype, t.row_len());
     int64_t next = 0;
-    TANDEM_RETURN_IF_ERROR(writer.write_tensor_data_chunked([&](std::vector<uint8_t>& chunk) -> Status {
+    const auto next_chunk = [&](std::vector<uint8_t>& chunk) -> Status {
       const int64_t n = std::min(rows_per_chunk, n_rows - next);
       chunk.resize(static_cast<size_t>(n) * row_bytes);
       TANDEM_RETURN_IF_ERROR(make_rows(t, next, n, chunk.data()));
       next += n;
       if (progress) progress(writer.bytes_written() + chunk.size(), total);
       return {};
-    }));
+    };
+    TANDEM_RETURN_IF_ERROR(writer.write_tensor_data_chunked(next_chunk));
   }
   TANDEM_RETURN_IF_ERROR(writer.finish());
   if (progress) progress(total, total);

@@ -135,6 +135,12 @@ Result<ModelShape> resolve_model_shape(const MakeModelOptions& opts) {
     return make_error(ErrorCode::invalid_argument, "make-model: n_head*head_dim = {} is larger than {}",
                       uint64_t{s.n_head} * s.n_embd_head_k, k_max_dim);
   }
+  if (s.down_layout == DownLayout::transposed && s.n_ff_exp == s.n_embd) {
+    return make_error(ErrorCode::invalid_argument,
+                      "make-model: --transpose-down needs n_ff_exp != n_embd (both are {}): the transposed "
+                      "ffn_down_exps would have the standard shape and loaders would read it as standard",
+                      s.n_embd);
+  }
   if (!(s.rope_freq_base > 0.0f) || !std::isfinite(s.rope_freq_base)) {
     return make_error(ErrorCode::invalid_argument, "make-model: rope_freq_base = {} must be positive and finite",
                       s.rope_freq_base);

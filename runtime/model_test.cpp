@@ -161,6 +161,7 @@ TEST_CASE("Model reads explicit values, vocab_size and the content hash", "[mode
   t.keys["smallthinker.expert_gating_func"] = gguf_scalar(uint32_t{1});
   t.keys["smallthinker.rope.dimension_count"] = gguf_scalar(uint32_t{8});
   t.keys["general.name"] = std::nullopt;
+  t.keys["smallthinker.attention.head_count_kv"] = gguf_array(std::vector<int32_t>(8, 2));  // per-layer, uniform
   t.tied = false;
   auto m = Model::load(write_tiny(dir, t));
   REQUIRE(m.ok());
@@ -270,6 +271,16 @@ TEST_CASE("Model rejects bad files with clear errors", "[model]") {
     Tiny t;
     t.keys["smallthinker.rope.freq_base"] = gguf_scalar(10000.0);
     CHECK_THAT(load_error(t).message(), Contains("has type float64, expected float32"));
+  }
+  SECTION("per-layer head counts that differ") {
+    Tiny t;
+    t.keys["smallthinker.attention.head_count"] = gguf_array(std::vector<uint32_t>{4, 4, 4, 4, 4, 4, 4, 2});
+    CHECK_THAT(load_error(t).message(), Contains("differs between layers"));
+  }
+  SECTION("per-layer head counts of the wrong length") {
+    Tiny t;
+    t.keys["smallthinker.attention.head_count"] = gguf_array(std::vector<uint32_t>{4, 4});
+    CHECK_THAT(load_error(t).message(), Contains("has 2 values but block_count is 8"));
   }
   SECTION("n_head not divisible by n_head_kv") {
     Tiny t;

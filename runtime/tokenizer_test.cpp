@@ -133,7 +133,7 @@ TEST_CASE("qwen2 pre-tokenizer splits like llama.cpp", "[tokenizer]") {
   CHECK(split_words("Hello, y'all!") == V{"Hello", ",", " y", "'all", "!"});
   CHECK(split_words("I'LL DON'T") == V{"I", "'LL", " DON", "'T"});
   CHECK(split_words("\n \n\n") == V{"\n \n\n"});
-  CHECK(split_words("a\n\n  b") == V{"a", "\n\n ", " b"});
+  CHECK(split_words("a\n\n  b") == V{"a", "\n\n", " ", " b"});
   CHECK(split_words(" (normal)") == V{" (", "normal", ")"});
   CHECK(split_words("Führer über") == V{"Führer", " über"});
   CHECK(split_words("").empty());

@@ -236,15 +236,17 @@ VocabData vocab_builtin(uint32_t n_vocab) {
   std::vector<std::pair<int32_t, int32_t>> merges;
   while (token_bytes.size() < max_bpe) {
     // Most frequent pair; ties go to the smallest (left id, right id) so the result is portable.
+    // Pairs seen once still merge (a 30 KB text would otherwise stop short of 2048 tokens);
+    // training ends when every word is a single token.
     uint64_t best_key = 0;
-    int64_t best_count = 1;  // a pair seen once teaches nothing
+    int64_t best_count = 0;
     for (const auto& [k, c] : pairs) {
-      if (c > best_count || (c == best_count && best_count > 1 && k < best_key)) {
+      if (c > best_count || (c == best_count && k < best_key)) {
         best_count = c;
         best_key = k;
       }
     }
-    if (best_count < 2) break;
+    if (best_count < 1) break;
     const auto l = static_cast<int32_t>(best_key >> 32), r = static_cast<int32_t>(best_key & 0xFFFFFFFFu);
     std::string joined = token_bytes[l] + token_bytes[r];
     int32_t id;

@@ -56,7 +56,7 @@ void self_attention(const ModelShape& shape, uint32_t il, int64_t n_tokens, std:
   std::vector<float> qr(q.begin(), q.end());
   std::vector<float> kr(k.begin(), k.end());
   if (shape.use_rope(il)) {
-    const float base = shape.rope_freq_base;
+    const float base = shape.rope_base(il);
     const int n_rot = static_cast<int>(shape.n_rot);
     for (int64_t t = 0; t < n_tokens; ++t) {
       for (uint32_t h = 0; h < shape.n_head; ++h)

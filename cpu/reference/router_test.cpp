@@ -78,6 +78,10 @@ TEST_CASE("top_k: ties pick the lower index; sets match a brute force", "[refere
   CHECK(top_k(tie_late, 3) == std::vector<int32_t>{1, 3, 2});
   CHECK(top_k(tie_late, 0).empty());
   CHECK(top_k(tie_late, 9).size() == 5);  // clamped
+  // Past the size where std::sort switches from insertion sort: still lowest indices first.
+  std::vector<float> many(200, 0.5f);
+  many[150] = 0.75f;
+  CHECK(top_k(many, 4) == std::vector<int32_t>{150, 0, 1, 2});
   const std::vector<float> with_nan = {NAN, -1.0f, 3.0f};
   CHECK(top_k(with_nan, 3) == std::vector<int32_t>{2, 1, 0});
 

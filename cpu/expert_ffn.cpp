@@ -1,0 +1,169 @@
+#include "cpu/expert_ffn.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "core/quant_blocks.h"
+
+namespace tandem::cpu {
+namespace {
+
+bool is_q(DType d) { return d == DType::q4_0 || d == DType::q8_0; }
+
+GemmFn gemm_for(const KernelTable& kt, DType d) {
+  return d == DType::q4_0 ? kt.gemm_q4_0_q8_0 : kt.gemm_q8_0_q8_0;
+}
+AxpyFn axpy_for(const KernelTable& kt, DType d) {
+  return d == DType::q4_0 ? kt.axpy_q4_0_f32 : kt.axpy_q8_0_f32;
+}
+
+Status check_matrix(const TensorView& t, const char* role, int64_t ne0, int64_t ne1) {
+  if (!is_q(t.dtype)) {
+    return make_error(ErrorCode::unsupported, "expert_ffn: {} tensor '{}' is {}, want q4_0 or q8_0", role, t.name,
+                      dtype_name(t.dtype));
+  }
+  if (t.data == nullptr || t.ne[0] != ne0 || t.ne[1] != ne1 || t.ne[2] != 1 || t.ne[3] != 1) {
+    return make_error(ErrorCode::invalid_argument,
+                      "expert_ffn: {} tensor '{}' has ne=[{}, {}, {}, {}], want [{}, {}, 1, 1]", role, t.name,
+                      t.ne[0], t.ne[1], t.ne[2], t.ne[3], ne0, ne1);
+  }
+  if (t.nb[1] < t.row_size()) {
+    return make_error(ErrorCode::invalid_argument, "expert_ffn: {} tensor '{}' row stride {} < row size {}", role,
+                      t.name, t.nb[1], t.row_size());
+  }
+  return Status::success();
+}
+
+}  // namespace
+
+Status expert_ffn(const KernelTable& kt, const ExpertFfnWeights& w, FfnMode mode, const ExpertFfnBatch& b,
+                  ExpertFfnWorkspace& ws, const ChunkRunner& runner, ExpertFfnStats* stats) {
+  const int64_t n_embd = w.gate.ne[0];
+  const int64_t n_ff = w.gate.ne[1];
+  const bool transposed = w.down_layout == DownLayout::transposed;
+  if (n_embd <= 0 || n_ff <= 0 || n_embd % QK8_0 != 0 || n_ff % QK8_0 != 0) {
+    return make_error(ErrorCode::invalid_argument,
+                      "expert_ffn: gate tensor '{}' ne=[{}, {}]: n_embd and n_ff must be positive multiples of 32",
+                      w.gate.name, n_embd, n_ff);
+  }
+  TANDEM_RETURN_IF_ERROR(check_matrix(w.gate, "gate", n_embd, n_ff));
+  TANDEM_RETURN_IF_ERROR(check_matrix(w.up, "up", n_embd, n_ff));
+  TANDEM_RETURN_IF_ERROR(transposed ? check_matrix(w.down, "down (transposed)", n_embd, n_ff)
+                                    : check_matrix(w.down, "down", n_ff, n_embd));
+  if (w.up.dtype != w.gate.dtype) {
+    return make_error(ErrorCode::unsupported, "expert_ffn: up tensor '{}' is {} but gate '{}' is {}", w.up.name,
+                      dtype_name(w.up.dtype), w.gate.name, dtype_name(w.gate.dtype));
+  }
+  if (b.n_tok < 0 || (b.n_tok > 0 && (b.x == nullptr || b.acc == nullptr || b.route_w == nullptr ||
+                                      b.x_stride < n_embd || b.acc_stride < n_embd))) {
+    return make_error(ErrorCode::invalid_argument,
+                      "expert_ffn: batch of {} tokens needs x, acc and route_w with strides >= n_embd {}", b.n_tok,
+                      n_embd);
+  }
+  if (b.n_tok == 0) return Status::success();
+
+  const int64_t T = b.n_tok;
+  const size_t xrb = dtype_row_size(DType::q8_0, n_embd);
+  const int64_t n_chunk = (n_ff + k_ffn_chunk - 1) / k_ffn_chunk;
+  ws.xq.resize(xrb * static_cast<size_t>(T));
+  ws.g.resize(static_cast<size_t>(T * n_ff));
+  ws.u.resize(ws.g.size());
+  ws.a.resize(ws.g.size());
+  ws.active.resize(static_cast<size_t>(n_ff));
+  ws.y.resize(static_cast<size_t>(T * n_embd));
+  if (transposed) ws.partial.resize(static_cast<size_t>(n_chunk * T * n_embd));
+
+  for (int64_t t = 0; t < T; ++t) kt.quantize_row_q8_0(b.x + t * b.x_stride, ws.xq.data() + t * xrb, n_embd);
+
+  const GemmFn gemm_gu = gemm_for(kt, w.gate.dtype);
+  const auto* gate = static_cast<const uint8_t*>(w.gate.data);
+  const auto* up = static_cast<const uint8_t*>(w.up.data);
+  const auto* down = static_cast<const uint8_t*>(w.down.data);
+  const bool sparse = mode == FfnMode::sparse;
+
+  // Phase 1, per neuron chunk: gate for all tokens, up for the active rows (runs of
+  // consecutive active rows go to one GEMM), a = relu(g) * u, and for the transposed down the
+  // chunk's partial sum over its active rows.
+  runner.parallel_for(n_chunk, [&](int64_t c) {
+    const int64_t j0 = c * k_ffn_chunk, j1 = std::min(n_ff, j0 + k_ffn_chunk);
+    float* g = ws.g.data();
+    float* u = ws.u.data();
+    float* a = ws.a.data();
+    gemm_gu(n_embd, j1 - j0, gate + j0 * w.gate.nb[1], w.gate.nb[1], ws.xq.data(), xrb, T, g + j0, n_ff);
+    for (int64_t j = j0; j < j1; ++j) {
+      bool on = !sparse;
+      for (int64_t t = 0; t < T && !on; ++t) on = g[t * n_ff + j] > 0.0f;
+      ws.active[j] = on;
+    }
+    for (int64_t j = j0; j < j1;) {
+      if (!ws.active[j]) {
+        for (int64_t t = 0; t < T; ++t) a[t * n_ff + j] = 0.0f;
+        ++j;
+        continue;
+      }
+      int64_t e = j + 1;
+      while (e < j1 && ws.active[e]) ++e;
+      gemm_gu(n_embd, e - j, up + j * w.up.nb[1], w.up.nb[1], ws.xq.data(), xrb, T, u + j, n_ff);
+      for (int64_t t = 0; t < T; ++t) {
+        for (int64_t i = j; i < e; ++i) a[t * n_ff + i] = std::max(g[t * n_ff + i], 0.0f) * u[t * n_ff + i];
+      }
+      j = e;
+    }
+    if (!transposed) return;
+    float* part = ws.partial.data() + c * T * n_embd;
+    std::memset(part, 0, static_cast<size_t>(T * n_embd) * sizeof(float));
+    const AxpyFn axpy = axpy_for(kt, w.down.dtype);
+    float coef[16];
+    for (int64_t j = j0; j < j1; ++j) {
+      if (!ws.active[j]) continue;
+      for (int64_t t0 = 0; t0 < T; t0 += 16) {
+        const int64_t nt = std::min<int64_t>(16, T - t0);
+        for (int64_t t = 0; t < nt; ++t) coef[t] = a[(t0 + t) * n_ff + j];
+        axpy(n_embd, nt, coef, down + j * w.down.nb[1], part + t0 * n_embd, n_embd);
+      }
+    }
+  });
+
+  // Phase 2: y over output columns/rows, each written by exactly one chunk.
+  if (transposed) {
+    constexpr int64_t k_cols = 256;
+    runner.parallel_for((n_embd + k_cols - 1) / k_cols, [&](int64_t cc) {
+      const int64_t i0 = cc * k_cols, i1 = std::min(n_embd, i0 + k_cols);
+      for (int64_t t = 0; t < T; ++t) {
+        float* acc = b.acc + t * b.acc_stride;
+        for (int64_t i = i0; i < i1; ++i) {
+          float s = 0.0f;
+          for (int64_t c = 0; c < n_chunk; ++c) s += ws.partial[(c * T + t) * n_embd + i];
+          acc[i] += b.route_w[t] * s;
+        }
+      }
+    });
+  } else {
+    const size_t arb = dtype_row_size(DType::q8_0, n_ff);
+    ws.aq.resize(arb * static_cast<size_t>(T));
+    for (int64_t t = 0; t < T; ++t) kt.quantize_row_q8_0(ws.a.data() + t * n_ff, ws.aq.data() + t * arb, n_ff);
+    const GemmFn gemm_d = gemm_for(kt, w.down.dtype);
+    runner.parallel_for((n_embd + k_ffn_down_chunk - 1) / k_ffn_down_chunk, [&](int64_t oc) {
+      const int64_t o0 = oc * k_ffn_down_chunk, o1 = std::min(n_embd, o0 + k_ffn_down_chunk);
+      gemm_d(n_ff, o1 - o0, down + o0 * w.down.nb[1], w.down.nb[1], ws.aq.data(), arb, T, ws.y.data() + o0, n_embd);
+      for (int64_t t = 0; t < T; ++t) {
+        for (int64_t o = o0; o < o1; ++o) b.acc[t * b.acc_stride + o] += b.route_w[t] * ws.y[t * n_embd + o];
+      }
+    });
+  }
+
+  if (stats) {
+    int64_t n_active = 0;
+    for (int64_t j = 0; j < n_ff; ++j) n_active += ws.active[j] ? 1 : 0;
+    stats->n_ff = n_ff;
+    stats->n_active = n_active;
+    const auto gate_bytes = static_cast<int64_t>(w.gate.row_size()) * n_ff;
+    const auto up_row = static_cast<int64_t>(w.up.row_size());
+    const auto down_bytes = static_cast<int64_t>(w.down.row_size()) * w.down.ne[1];
+    stats->bytes_read = transposed ? gate_bytes + n_active * (up_row + static_cast<int64_t>(w.down.row_size()))
+                                   : gate_bytes + n_active * up_row + down_bytes;
+  }
+  return Status::success();
+}
+
+}  // namespace tandem::cpu

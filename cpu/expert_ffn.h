@@ -1,0 +1,85 @@
+// One SmallThinker expert's FFN on a batch of tokens routed to it (spec §2.1, §2.5, §5.1):
+//   g = W_gate x,  u = W_up x,  a = relu(g) * u  (ReGLU: relu on the gate only),
+//   y = W_down a,  acc += route_w * y.
+// x is quantized to q8_0 first (ggml's mul_mat with q4_0/q8_0 weights does the same).
+//
+// Shapes in ggml ne order, per expert (the slice2(e) of the *_exps tensors):
+//   gate, up : ne = [n_embd, n_ff]    (n_ff rows of n_embd), q4_0 or q8_0
+//   down     : standard   ne = [n_ff, n_embd] (n_embd rows of n_ff), q4_0 or q8_0
+//              transposed ne = [n_embd, n_ff] (row j = the n_embd-vector neuron j adds)
+//   batch.x  : (n_tok, n_embd) f32, already rms-normed and scaled by ffn_norm
+//   batch.acc: (n_tok, n_embd) f32, y * route_w[t] is ADDED to row t
+//
+// Modes:
+//   dense  — every row of gate, up and down is read (the comparison baseline).
+//   sparse — PowerInfer's ReLU sparsity: gate is computed densely; neuron j is active when
+//            g[t][j] > 0 for some token t of the batch; up is read only for active rows;
+//            a[t][j] = relu(g) * u (0 for inactive j). Down:
+//            transposed: y_t += a[t][j] * row_j over active j only (inactive rows are never
+//              read: bytes read ~ gate + active * (up row + down row));
+//            standard: y[o] = sum_j down[o][j] * a_j needs every down row, so only up is
+//              skipped (bytes read ~ gate + down + active * up row).
+//   sparse equals dense up to the sign of zeros (inactive neurons contribute exact zeros).
+//
+// Tokens of the batch share every weight read (each row is read once for all n_tok).
+// Threading: work is cut into fixed chunks of neurons / output rows and partial sums are
+// added in chunk order, so the result is bit-identical on any ChunkRunner.
+// Errors: invalid_argument / unsupported naming the tensor, for shapes or dtypes that do not
+// fit; nothing is written to acc then.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "core/model_shape.h"
+#include "core/status.h"
+#include "core/tensor_view.h"
+#include "cpu/kernel_table.h"
+#include "cpu/thread_pool.h"
+
+namespace tandem::cpu {
+
+struct ExpertFfnWeights {
+  TensorView gate;
+  TensorView up;
+  TensorView down;
+  DownLayout down_layout = DownLayout::standard;
+};
+
+struct ExpertFfnBatch {
+  const float* x = nullptr;        // (n_tok, n_embd), rows x_stride floats apart
+  int64_t x_stride = 0;
+  int64_t n_tok = 0;
+  const float* route_w = nullptr;  // (n_tok) routing weight of this expert per token
+  float* acc = nullptr;            // (n_tok, n_embd), rows acc_stride floats apart
+  int64_t acc_stride = 0;
+};
+
+enum class FfnMode { dense, sparse };
+
+// Reusable scratch; grows to the largest call. One per concurrent caller.
+struct ExpertFfnWorkspace {
+  std::vector<uint8_t> xq;       // (n_tok) q8_0 rows of n_embd
+  std::vector<float> g, u, a;    // (n_tok, n_ff)
+  std::vector<uint8_t> active;   // (n_ff)
+  std::vector<float> partial;    // (n_chunk, n_tok, n_embd) transposed down partial sums
+  std::vector<uint8_t> aq;       // (n_tok) q8_0 rows of n_ff (standard down)
+  std::vector<float> y;          // (n_tok, n_embd)
+};
+
+struct ExpertFfnStats {
+  int64_t n_ff = 0;
+  int64_t n_active = 0;      // neurons active for at least one token
+  int64_t bytes_read = 0;    // weight bytes the call had to read
+};
+
+// Neurons per work chunk (fixed: results do not depend on the thread count).
+inline constexpr int64_t k_ffn_chunk = 64;
+// Output rows per chunk of the standard-layout down projection.
+inline constexpr int64_t k_ffn_down_chunk = 128;
+
+Status expert_ffn(const KernelTable& kt, const ExpertFfnWeights& w, FfnMode mode,
+                  const ExpertFfnBatch& batch, ExpertFfnWorkspace& ws, const ChunkRunner& runner,
+                  ExpertFfnStats* stats = nullptr);
+
+}  // namespace tandem::cpu
