@@ -193,9 +193,15 @@ void BM_expert_ffn(benchmark::State& state, const KernelTable* kt, DownLayout la
                    int64_t n_tok) {
   FfnSet& s = ffn_set();
   const int64_t d = s.n_embd, f = s.n_ff;
-  std::vector<float> x(static_cast<size_t>(n_tok * d)), acc(x.size(), 0.0f), rw(static_cast<size_t>(n_tok), 0.5f);
+  const auto n = static_cast<size_t>(n_tok * d);
+  auto x = std::make_unique<float[]>(n), acc = std::make_unique<float[]>(n);
+  auto rw = std::make_unique<float[]>(static_cast<size_t>(n_tok));
   uint64_t seed = 4;
-  for (auto& v : x) v = 0.1f + static_cast<float>(splitmix(seed) % 900) / 1000.0f;  // positive: ReLU set by gate
+  for (size_t i = 0; i < n; ++i) {
+    x[i] = 0.1f + static_cast<float>(splitmix(seed) % 900) / 1000.0f;  // positive: the gate rows set ReLU
+    acc[i] = 0.0f;
+  }
+  for (int64_t t = 0; t < n_tok; ++t) rw[t] = 0.5f;
   ExpertFfnWorkspace ws;
   ExpertFfnStats st;
   int64_t e = 0;
@@ -211,7 +217,7 @@ void BM_expert_ffn(benchmark::State& state, const KernelTable* kt, DownLayout la
                  : TensorView::contiguous(s.down->data + off, DType::q4_0, {f, d, 1, 1});
     w.down_layout = layout;
     const auto t0 = Clock::now();
-    const Status status = expert_ffn(*kt, w, mode, ExpertFfnBatch{x.data(), d, n_tok, rw.data(), acc.data(), d}, ws,
+    const Status status = expert_ffn(*kt, w, mode, ExpertFfnBatch{x.get(), d, n_tok, rw.get(), acc.get(), d}, ws,
                                      *g_pool, &st);
     total += std::chrono::duration<double>(Clock::now() - t0).count();
     if (!status.ok()) {
@@ -221,18 +227,18 @@ void BM_expert_ffn(benchmark::State& state, const KernelTable* kt, DownLayout la
     bytes += static_cast<double>(st.bytes_read);
     active += static_cast<double>(st.n_active);
   }
-  const double n = static_cast<double>(state.iterations());
+  const double calls = static_cast<double>(state.iterations());
   const double gbs = bytes / total / 1e9;
   state.counters["GB/s"] = gbs;
   state.counters["pct_probe"] = 100.0 * gbs / g_probe_gbs;
-  state.counters["inactive_pct"] = 100.0 * (1.0 - active / n / static_cast<double>(f));
-  state.counters["us_per_call"] = 1e6 * total / n;
+  state.counters["inactive_pct"] = 100.0 * (1.0 - active / calls / static_cast<double>(f));
+  state.counters["us_per_call"] = 1e6 * total / calls;
   const std::string key = std::string(isa_name(kt->isa)) + (layout == DownLayout::transposed ? "/t/" : "/s/") +
                           std::to_string(level) + "/" + std::to_string(n_tok);
   if (mode == FfnMode::dense) {
-    g_dense_seconds[key] = total / n;
+    g_dense_seconds[key] = total / calls;
   } else if (g_dense_seconds.count(key)) {
-    state.counters["speedup_vs_dense"] = g_dense_seconds[key] / (total / n);
+    state.counters["speedup_vs_dense"] = g_dense_seconds[key] / (total / calls);
   }
 }
 

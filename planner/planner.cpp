@@ -15,6 +15,8 @@ constexpr ExpertTier k_all_tiers[] = {ExpertTier::gpu_pinned, ExpertTier::gpu_dy
                                       ExpertTier::ram_cpu, ExpertTier::storage};
 constexpr double k_mib = 1024.0 * 1024.0;
 constexpr uint32_t k_pair_swap_max_experts = 16;
+constexpr uint32_t k_greedy_candidates = 8;
+constexpr int k_local_rounds = 8;
 
 struct Limits {
   uint64_t gpu = 0;
@@ -232,9 +234,9 @@ class Search {
 
   const Placement& placement() const { return g_; }
 
-  void run() {
+  void run(int max_rounds) {
     greedy();
-    for (int round = 0; round < 8; ++round) {
+    for (int round = 0; round < max_rounds; ++round) {
       bool improved = local_moves();
       improved = cross_layer_swaps() || improved;
       if (!improved) break;
@@ -314,9 +316,14 @@ class Search {
       }
     };
     const uint32_t E = cm_.n_expert();
-    for (uint32_t e = 0; e < E; ++e) {
-      for (ExpertTier t : k_all_tiers) {
-        if (t == g_.tiers[l][e] || !tier_allowed(cm_, t)) continue;
+    // Large layers: per target tier only the k_greedy_candidates hottest experts not yet in
+    // it (an upgrade's gain grows with the expert's use); local search later tries them all.
+    for (ExpertTier t : k_all_tiers) {
+      if (!tier_allowed(cm_, t)) continue;
+      uint32_t n = 0;
+      for (uint32_t e : order_[l]) {
+        if (t == g_.tiers[l][e]) continue;
+        if (E > k_pair_swap_max_experts && n++ == k_greedy_candidates) break;
         consider(Move{l, {{e, t}}, 0, 0, 0});
       }
     }
@@ -372,13 +379,16 @@ class Search {
     }
   }
 
-  // Single moves and pair swaps within each layer that lower the time and fit.
+  // Within each layer: small layers take the best single move or pair swap each step; large
+  // layers apply every improving single move as the scan finds it (first improvement: one
+  // O(4E) pass per step instead of one per move). Then at most one layer rewrite per round.
   bool local_moves() {
     bool improved = false;
     const uint32_t E = cm_.n_expert();
+    const bool small = E <= k_pair_swap_max_experts;
     for (uint32_t l = 0; l < cm_.n_layer(); ++l) {
       bool again = true;
-      bool rewritten = false;  // one layer rewrite per layer and round
+      bool rewritten = false;
       for (uint32_t iter = 0; again && iter < 4 * E; ++iter) {
         again = false;
         const bool others = any_gpu_except(l);
@@ -395,9 +405,17 @@ class Search {
         for (uint32_t i = 0; i < E; ++i) {
           for (ExpertTier ti : k_all_tiers) {
             if (ti == g_.tiers[l][i] || !tier_allowed(cm_, ti)) continue;
+            if (!small) {
+              Move m{l, {{i, ti}}, 0, 0, 0};
+              score(m, any_gpu_except(l));
+              if (m.dt < -1e-9 && fits(m)) {
+                apply(m);
+                improved = again = true;
+              }
+              continue;
+            }
             consider(Move{l, {{i, ti}}, 0, 0, 0});
-            // Pair swaps cost O(16 E^2) per layer: only for small layers.
-            for (uint32_t j = 0; j < (E <= k_pair_swap_max_experts ? E : 0); ++j) {
+            for (uint32_t j = 0; j < E; ++j) {
               if (j == i) continue;
               for (ExpertTier tj : k_all_tiers) {
                 if (tj == g_.tiers[l][j] || !tier_allowed(cm_, tj)) continue;
@@ -406,7 +424,8 @@ class Search {
             }
           }
         }
-        if (!found && !rewritten) found = rewritten = best_rewrite(l, others, best);
+        if (again) continue;
+        if (!found && !rewritten) found = rewritten = best_rewrite(l, any_gpu_except(l), best);
         if (found) {
           apply(best);
           improved = again = true;
@@ -563,6 +582,9 @@ Candidate solve_heuristic(const CostModel& cm, const Limits& lim, Device attn, D
   const std::vector<uint32_t> steps = size_steps(cm.n_expert());
   const int n = static_cast<int>(steps.size());
   std::vector<double> tried(steps.size() * steps.size(), -1.0);
+  // Large instances search with one local-search round per run and polish the winner.
+  const bool small = cm.n_expert() <= 8;
+  const int rounds = small ? k_local_rounds : 1;
   auto run = [&](int si, int ri) {
     double& memo = tried[static_cast<size_t>(si) * steps.size() + static_cast<size_t>(ri)];
     if (memo >= 0) return memo;
@@ -573,7 +595,7 @@ Candidate solve_heuristic(const CostModel& cm, const Limits& lim, Device attn, D
     g.ram_cache_experts = steps[ri];
     Search search(cm, lim, g, best.token_us < k_inf ? &best.placement.tiers : nullptr);
     if (!search.feasible()) return memo = k_inf;
-    search.run();
+    search.run(rounds);
     memo = search.token_us();
     if (memo < best.token_us) {
       best.token_us = memo;
@@ -581,13 +603,23 @@ Candidate solve_heuristic(const CostModel& cm, const Limits& lim, Device attn, D
     }
     return memo;
   };
+  auto polish = [&] {
+    if (best.token_us == k_inf || rounds == k_local_rounds) return;
+    Search search(cm, lim, best.placement, &best.placement.tiers);
+    search.run(k_local_rounds);
+    if (search.feasible() && search.token_us() < best.token_us) {
+      best.token_us = search.token_us();
+      best.placement = search.placement();
+    }
+  };
   const int start = static_cast<int>(std::find(steps.begin(), steps.end(), std::min(4u, cm.n_expert())) - steps.begin());
   const int s_count = cm.has_gpu() ? n : 1;
   if (quick) {
     if (run(cm.has_gpu() ? start : 0, start) == k_inf) run(cm.has_gpu() ? start : 0, 0);
+    polish();
     return best;
   }
-  if (n <= 8) {
+  if (small) {  // every slot and cache size
     for (int a = 0; a < s_count; ++a) {
       for (int b = 0; b < n; ++b) run(a, b);
     }
@@ -603,24 +635,11 @@ Candidate solve_heuristic(const CostModel& cm, const Limits& lim, Device attn, D
   for (int b = 0; b < n; ++b) {
     if (run(si, b) < cur - 1e-9) cur = run(si, ri = b);
   }
-  for (int iter = 0; iter < 4 * n; ++iter) {
-    int best_si = si, best_ri = ri;
-    double best_t = cur;
-    for (auto [dsi, dri] : {std::pair{-1, -1}, {-1, 1}, {1, -1}, {1, 1}}) {
-      const int a = si + dsi, b = ri + dri;
-      if (a < 0 || b < 0 || a >= s_count || b >= n) continue;
-      const double t = run(a, b);
-      if (t < best_t - 1e-9) {
-        best_t = t;
-        best_si = a;
-        best_ri = b;
-      }
-    }
-    if (best_si == si && best_ri == ri) break;
-    si = best_si;
-    ri = best_ri;
-    cur = best_t;
+  // A second sweep of the slot count: the best one can shift with the cache size.
+  for (int a = 0; a < s_count; ++a) {
+    if (run(a, ri) < cur - 1e-9) cur = run(si = a, ri);
   }
+  polish();
   return best;
 }
 
@@ -630,9 +649,11 @@ std::string mib(double bytes) { return fmt::format("{:.1f} MiB", bytes / k_mib);
 void explain_experts(const CostModel& cm, Plan& plan) {
   const Placement& pl = plan.placement;
   plan.expert_reasons.assign(cm.n_layer(), std::vector<std::string>(cm.n_expert()));
+  Placement globals = pl;
+  globals.tiers.clear();  // layer_cost reads the global choices only
   for (uint32_t l = 0; l < cm.n_layer(); ++l) {
     const LayerLoad load = cm.layer_load(l, pl.tiers[l]);
-    const double base = cm.layer_cost(l, load, pl).total_us;
+    const double base = cm.layer_cost(l, load, globals).total_us;
     for (uint32_t e = 0; e < cm.n_expert(); ++e) {
       std::string alt;
       for (ExpertTier t : k_all_tiers) {
@@ -640,7 +661,7 @@ void explain_experts(const CostModel& cm, Plan& plan) {
         LayerLoad m = load;
         cm.add_expert(m, l, e, pl.tiers[l][e], -1);
         cm.add_expert(m, l, e, t, +1);
-        Placement g = pl;
+        Placement g = globals;
         if (t == ExpertTier::gpu_dynamic && g.n_dynamic_slots == 0) g.n_dynamic_slots = 1;
         if (t == ExpertTier::storage && g.ram_cache_experts == 0) g.ram_cache_experts = 1;
         alt += fmt::format("{}{} {:+.2f} us", alt.empty() ? "" : ", ", expert_tier_name(t),
@@ -682,22 +703,27 @@ Result<Plan> make_plan(const ModelShape& shape, const Profile& profile, const Ha
   // then search slot and cache sizes for the best one only.
   const bool screen = !exact && n_total > 256;
   std::pair<Device, Device> searched{Device::cpu, Device::cpu};
+  std::vector<Candidate> screened;
   if (screen) {
     double t_best = k_inf;
     for (Device attn : devices) {
       for (Device head : devices) {
-        const double t = solve_heuristic(cm, lim, attn, head, /*quick=*/true).token_us;
-        if (t < t_best) {
-          t_best = t;
+        screened.push_back(solve_heuristic(cm, lim, attn, head, /*quick=*/true));
+        if (screened.back().token_us < t_best) {
+          t_best = screened.back().token_us;
           searched = {attn, head};
         }
       }
     }
   }
+  size_t combo = 0;
   for (Device attn : devices) {
     for (Device head : devices) {
       const bool quick = screen && std::pair{attn, head} != searched;
-      Candidate c = exact ? solve_exact(cm, lim, attn, head) : solve_heuristic(cm, lim, attn, head, quick);
+      Candidate c = exact   ? solve_exact(cm, lim, attn, head)
+                    : quick ? std::move(screened[combo])
+                            : solve_heuristic(cm, lim, attn, head, false);
+      ++combo;
       reasons.push_back(c.token_us < k_inf
                             ? fmt::format("attention on {}, output head on {}: best found {:.2f} us/token{}",
                                           device_name(attn), device_name(head), c.token_us,

@@ -7,13 +7,19 @@
 //   exact      every tier assignment of each layer (4^n_expert), combined over layers by a
 //              Pareto dynamic programme over (time, gpu bytes, ram bytes), for every choice of
 //              attention, head, slots and cache size. Used when n_layer * n_expert <=
-//              PlanOptions::exact_max_experts (default 12).
-//   heuristic  for each attention/head choice and a coordinate search over the slot and cache
-//              sizes: greedy by benefit per byte (time saved / share of the remaining budget
+//              PlanOptions::exact_max_experts (default 12) and n_expert <= 6; refused above
+//              n_expert 8.
+//   heuristic  for each attention/head choice (screened by one run each when there are more
+//              than 256 experts) and a sweep over the slot and cache sizes (warm-started from
+//              the best placement so far): greedy by benefit per byte (time saved / share of the remaining budget
 //              used), including block moves of a layer's m hottest experts to the GPU (so a
 //              per-layer sync cost does not stop the first move), then local search (single
 //              moves and pair swaps within a layer, demote-one/promote-one across layers)
 //              until no move helps. Runs in well under a second for the 21B shape (52 x 64).
+//              Not exact: a per-layer sync cost can make it best to concentrate GPU work in
+//              fewer layers, which needs several experts of two layers to move at once.
+//              planner_test.cpp measures the gap against the exact solver on 150 seeded
+//              small instances (equal on >= 90%, worst 1.27x, mean <= 1.02x).
 // Memory never exceeds the budget: gpu <= min(budget.gpu_mem, gpu memory_bytes), ram <=
 // min(budget.ram, ram_bytes), with GPU bytes counted in RAM too on a unified-memory GPU.
 // Errors: out_of_memory when no placement fits (the message gives the minimum bytes needed

@@ -266,3 +266,62 @@ TEST_CASE("GgufWriter rejects misuse with clear errors", "[gguf]") {
     CHECK(GgufFile::open(path).ok());  // a file with no tensors is valid
   }
 }
+
+namespace {
+
+// The data tests/fuzz/make_corpus.py gives tensor i: byte j = (i*37 + j*11) & 0xff.
+std::vector<uint8_t> corpus_pattern(size_t i, size_t n) {
+  std::vector<uint8_t> v(n);
+  for (size_t j = 0; j < n; ++j) v[j] = static_cast<uint8_t>((i * 37 + j * 11) & 0xff);
+  return v;
+}
+
+std::vector<uint8_t> file_bytes(const std::filesystem::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::vector<uint8_t>(std::istreambuf_iterator<char>(in), {});
+}
+
+}  // namespace
+
+// tests/fuzz/make_corpus.py is an independent writer following ggml's gguf.cpp layout: the same
+// content written by GgufWriter must come out byte for byte the same.
+TEST_CASE("GgufWriter output is byte-identical to an independent writer", "[gguf]") {
+  const auto corpus = std::filesystem::path(__FILE__).parent_path().parent_path() / "tests" / "fuzz" / "corpus";
+  test::TempDir dir("tandem-gguf-writer");
+
+  SECTION("valid_align64.gguf") {
+    const std::vector<TensorSpec> ts = {{"a", DType::f32, {3, 1, 1, 1}, 1}, {"b", DType::q8_0, {32, 1, 1, 1}, 1}};
+    write_file(dir / "a64.gguf", 64, {}, ts, {corpus_pattern(0, 12), corpus_pattern(1, 34)});
+    CHECK(file_bytes(dir / "a64.gguf") == file_bytes(corpus / "valid_align64.gguf"));
+  }
+  SECTION("valid_all_types.gguf") {
+    const std::vector<std::pair<std::string, GgufValue>> meta = {
+        {"u8", gguf_scalar(uint8_t{255})},
+        {"i8", gguf_scalar(int8_t{-128})},
+        {"u16", gguf_scalar(uint16_t{65535})},
+        {"i16", gguf_scalar(int16_t{-32768})},
+        {"u32", gguf_scalar(uint32_t{7})},
+        {"i32", gguf_scalar(int32_t{-7})},
+        {"f32", gguf_scalar(0.5f)},
+        {"bool", gguf_scalar(true)},
+        {"str", gguf_scalar(std::string("hello"))},
+        {"u64", gguf_scalar(uint64_t{1} << 63)},
+        {"i64", gguf_scalar(-(int64_t{1} << 62))},
+        {"f64", gguf_scalar(-2.5)},
+        {"arr.u8", gguf_array(std::vector<uint8_t>{1, 2})},
+        {"arr.i32", gguf_array(std::vector<int32_t>{-1, 1})},
+        {"arr.f32", gguf_array(std::vector<float>{1.0f})},
+        {"arr.bool", gguf_array(std::vector<bool>{true, false})},
+        {"arr.str", gguf_array(std::vector<std::string>{"x", ""})},
+        {"arr.f64", gguf_array(std::vector<double>{})},
+    };
+    const std::vector<TensorSpec> ts = {{"f16", DType::f16, {3, 2, 1, 1}, 2},
+                                        {"bf16", DType::bf16, {5, 1, 1, 1}, 1},
+                                        {"q4_k", DType::q4_K, {256, 1, 1, 1}, 1},
+                                        {"q6_k", DType::q6_K, {256, 1, 1, 1}, 4}};
+    std::vector<std::vector<uint8_t>> data;
+    for (size_t i = 0; i < ts.size(); ++i) data.push_back(corpus_pattern(i, nbytes_of(ts[i])));
+    write_file(dir / "all.gguf", 32, meta, ts, data);
+    CHECK(file_bytes(dir / "all.gguf") == file_bytes(corpus / "valid_all_types.gguf"));
+  }
+}

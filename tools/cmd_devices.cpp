@@ -1,5 +1,6 @@
 // `tandem devices [--json]`: every Vulkan device with its capabilities, and which one
 // `--device auto` would use.
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include <cstdio>
@@ -59,8 +60,8 @@ nlohmann::json to_json(const gpu::DeviceCaps& c) {
   return j;
 }
 
-void print_text(const gpu::DeviceCaps& c, bool chosen) {
-  std::printf("%u: %s%s\n", c.index, c.name.c_str(), chosen ? "  [chosen by --device auto]" : "");
+void print_text(const gpu::DeviceCaps& c, bool chosen, const std::string& choice) {
+  std::printf("%u: %s%s\n", c.index, c.name.c_str(), chosen ? fmt::format("  [chosen by --device {}]", choice).c_str() : "");
   std::printf("   type %s, driver %s (%s), Vulkan %s, vendor 0x%04x device 0x%04x\n", gpu::device_type_name(c.type),
               c.driver_name.c_str(), c.driver_info.c_str(), c.api_version_string().c_str(), c.vendor_id, c.device_id);
   std::printf("   memory: %s", c.unified_memory ? "unified" : "discrete");
@@ -111,7 +112,7 @@ int run_devices(const DevicesOptions& o) {
     std::printf("%s\n", out.dump(2).c_str());
   } else {
     if (devs.empty()) std::printf("no Vulkan devices\n");
-    for (const auto& c : devs) print_text(c, chosen.ok() && chosen.value() == std::optional<size_t>(c.index));
+    for (const auto& c : devs) print_text(c, chosen.ok() && chosen.value() == std::optional<size_t>(c.index), o.device);
     if (chosen.ok() && !chosen.value()) std::printf("--device %s: none chosen, CPU only\n", o.device.c_str());
   }
   if (!chosen.ok()) return report_error(chosen.status());

@@ -27,7 +27,8 @@ void attention_head(const ModelShape& shape, uint32_t il, int64_t pos_q, std::sp
     }
     double dot = 0.0;
     const float* kj = k.row(j);
-    for (int64_t d = 0; d < hd_k; ++d) dot += static_cast<double>(q[static_cast<size_t>(d)]) * kj[d];
+    for (int64_t d = 0; d < hd_k; ++d)
+      dot += static_cast<double>(q[static_cast<size_t>(d)]) * kj[d];
     s[static_cast<size_t>(j)] = static_cast<float>(dot * scale);
   }
   soft_max(s, s);
@@ -38,11 +39,13 @@ void attention_head(const ModelShape& shape, uint32_t il, int64_t pos_q, std::sp
     const float* vj = v.row(j);
     for (int64_t d = 0; d < hd_v; ++d) acc[static_cast<size_t>(d)] += p * vj[d];
   }
-  for (int64_t d = 0; d < hd_v; ++d) out[static_cast<size_t>(d)] = static_cast<float>(acc[static_cast<size_t>(d)]);
+  for (int64_t d = 0; d < hd_v; ++d)
+    out[static_cast<size_t>(d)] = static_cast<float>(acc[static_cast<size_t>(d)]);
 }
 
-void self_attention(const ModelShape& shape, uint32_t il, int64_t n_tokens, std::span<const float> q,
-                    std::span<const float> k, std::span<const float> v, std::span<float> out) {
+void self_attention(const ModelShape& shape, uint32_t il, int64_t n_tokens,
+                    std::span<const float> q, std::span<const float> k, std::span<const float> v,
+                    std::span<float> out) {
   const int64_t hd_k = shape.n_embd_head_k;
   const int64_t hd_v = shape.n_embd_head_v;
   const int64_t n_q = static_cast<int64_t>(shape.n_head) * hd_k;
@@ -50,8 +53,10 @@ void self_attention(const ModelShape& shape, uint32_t il, int64_t n_tokens, std:
   const int64_t n_v = static_cast<int64_t>(shape.n_head_kv) * hd_v;
   const int64_t n_o = static_cast<int64_t>(shape.n_head) * hd_v;
   assert(shape.n_head_kv > 0 && shape.n_head % shape.n_head_kv == 0);
-  assert(static_cast<int64_t>(q.size()) == n_tokens * n_q && static_cast<int64_t>(k.size()) == n_tokens * n_k);
-  assert(static_cast<int64_t>(v.size()) == n_tokens * n_v && static_cast<int64_t>(out.size()) == n_tokens * n_o);
+  assert(static_cast<int64_t>(q.size()) == n_tokens * n_q &&
+         static_cast<int64_t>(k.size()) == n_tokens * n_k);
+  assert(static_cast<int64_t>(v.size()) == n_tokens * n_v &&
+         static_cast<int64_t>(out.size()) == n_tokens * n_o);
 
   std::vector<float> qr(q.begin(), q.end());
   std::vector<float> kr(k.begin(), k.end());
@@ -60,11 +65,13 @@ void self_attention(const ModelShape& shape, uint32_t il, int64_t n_tokens, std:
     const int n_rot = static_cast<int>(shape.n_rot);
     for (int64_t t = 0; t < n_tokens; ++t) {
       for (uint32_t h = 0; h < shape.n_head; ++h)
-        rope_neox(std::span<float>(qr).subspan(static_cast<size_t>(t * n_q + h * hd_k), static_cast<size_t>(hd_k)), t,
-                  n_rot, base);
+        rope_neox(std::span<float>(qr).subspan(static_cast<size_t>(t * n_q + h * hd_k),
+                                               static_cast<size_t>(hd_k)),
+                  t, n_rot, base);
       for (uint32_t h = 0; h < shape.n_head_kv; ++h)
-        rope_neox(std::span<float>(kr).subspan(static_cast<size_t>(t * n_k + h * hd_k), static_cast<size_t>(hd_k)), t,
-                  n_rot, base);
+        rope_neox(std::span<float>(kr).subspan(static_cast<size_t>(t * n_k + h * hd_k),
+                                               static_cast<size_t>(hd_k)),
+                  t, n_rot, base);
     }
   }
 
@@ -74,8 +81,11 @@ void self_attention(const ModelShape& shape, uint32_t il, int64_t n_tokens, std:
     const RowsF32 kh{kr.data() + hk * hd_k, n_tokens, hd_k, n_k};
     const RowsF32 vh{v.data() + hk * hd_v, n_tokens, hd_v, n_v};
     for (int64_t t = 0; t < n_tokens; ++t) {
-      const auto qh = std::span<const float>(qr).subspan(static_cast<size_t>(t * n_q + h * hd_k), static_cast<size_t>(hd_k));
-      attention_head(shape, il, t, qh, kh, vh, out.subspan(static_cast<size_t>(t * n_o + h * hd_v), static_cast<size_t>(hd_v)));
+      const auto qh = std::span<const float>(qr).subspan(static_cast<size_t>(t * n_q + h * hd_k),
+                                                         static_cast<size_t>(hd_k));
+      attention_head(
+          shape, il, t, qh, kh, vh,
+          out.subspan(static_cast<size_t>(t * n_o + h * hd_v), static_cast<size_t>(hd_v)));
     }
   }
 }

@@ -90,7 +90,8 @@ TEST_CASE("attention: causal, a token never sees the future", "[reference][atten
   std::vector<float> k(3 * 4, NAN), v(3 * 4, NAN);
   for (int d = 0; d < 4; ++d) k[d] = v[d] = 1.0f;
   std::vector<float> out(4);
-  attention_head(s, 0, 0, std::vector<float>{1, 1, 1, 1}, RowsF32{k.data(), 3, 4, 4}, RowsF32{v.data(), 3, 4, 4}, out);
+  attention_head(s, 0, 0, std::vector<float>{1, 1, 1, 1}, RowsF32{k.data(), 3, 4, 4},
+                 RowsF32{v.data(), 3, 4, 4}, out);
   for (float x : out) CHECK(x == 1.0f);
 }
 
@@ -111,7 +112,8 @@ TEST_CASE("attention: SWA window boundary exactly at n_swa", "[reference][attent
 
   // q = 0 gives equal scores: the output is the mean of the visible v rows.
   const int64_t n_kv = 6;
-  std::vector<float> k = random_vec(static_cast<size_t>(n_kv * 4), 9), v(static_cast<size_t>(n_kv * 4));
+  std::vector<float> k = random_vec(static_cast<size_t>(n_kv * 4), 9),
+                     v(static_cast<size_t>(n_kv * 4));
   for (int64_t j = 0; j < n_kv; ++j)
     for (int d = 0; d < 4; ++d) v[j * 4 + d] = static_cast<float>(j * j + d);
   const std::vector<float> q(4, 0.0f);
@@ -125,20 +127,23 @@ TEST_CASE("attention: SWA window boundary exactly at n_swa", "[reference][attent
   for (int d = 0; d < 4; ++d) CHECK(out[d] == Approx((0 + 1 + 4) / 3.0 + d));
 }
 
-TEST_CASE("attention: GQA maps q head h to kv head h / (n_head / n_head_kv)", "[reference][attention]") {
+TEST_CASE("attention: GQA maps q head h to kv head h / (n_head / n_head_kv)",
+          "[reference][attention]") {
   const ModelShape s = small_shape(false);
   Qkv in = random_qkv(s, 3, 21);
   // kv head 0's values are all 1, kv head 1's all 2: q heads 0, 1 -> 1 and 2, 3 -> 2
   // (an interleaved h % n_head_kv mapping would give 1, 2, 1, 2).
   for (int64_t t = 0; t < in.T; ++t)
-    for (int64_t c = 0; c < s.n_embd_v_gqa(); ++c) in.v[t * s.n_embd_v_gqa() + c] = c < 4 ? 1.0f : 2.0f;
+    for (int64_t c = 0; c < s.n_embd_v_gqa(); ++c)
+      in.v[t * s.n_embd_v_gqa() + c] = c < 4 ? 1.0f : 2.0f;
   const auto out = run(s, 0, in);
   for (int64_t t = 0; t < in.T; ++t)
     for (int h = 0; h < 4; ++h)
       for (int d = 0; d < 4; ++d) CHECK(out[t * 16 + h * 4 + d] == Approx(h < 2 ? 1.0 : 2.0));
 }
 
-TEST_CASE("attention: NoPE layers rotate neither q nor k; RoPE layers use their base", "[reference][attention]") {
+TEST_CASE("attention: NoPE layers rotate neither q nor k; RoPE layers use their base",
+          "[reference][attention]") {
   const ModelShape s = small_shape(true, 100);  // window wider than T: only rope differs
   REQUIRE(!s.use_rope(0));
   REQUIRE(s.use_rope(1));
@@ -149,14 +154,17 @@ TEST_CASE("attention: NoPE layers rotate neither q nor k; RoPE layers use their 
     std::vector<float> q = in.q, k = in.k, out(static_cast<size_t>(in.T * 16));
     if (rotate) {
       for (int64_t t = 0; t < in.T; ++t) {
-        for (int h = 0; h < 4; ++h) rope_neox(std::span<float>(q).subspan(t * 16 + h * 4, 4), t, 4, base);
-        for (int h = 0; h < 2; ++h) rope_neox(std::span<float>(k).subspan(t * 8 + h * 4, 4), t, 4, base);
+        for (int h = 0; h < 4; ++h)
+          rope_neox(std::span<float>(q).subspan(t * 16 + h * 4, 4), t, 4, base);
+        for (int h = 0; h < 2; ++h)
+          rope_neox(std::span<float>(k).subspan(t * 8 + h * 4, 4), t, 4, base);
       }
     }
     for (int h = 0; h < 4; ++h)
       for (int64_t t = 0; t < in.T; ++t)
         attention_head(s, il, t, std::span<const float>(q).subspan(t * 16 + h * 4, 4),
-                       RowsF32{k.data() + (h / 2) * 4, in.T, 4, 8}, RowsF32{in.v.data() + (h / 2) * 4, in.T, 4, 8},
+                       RowsF32{k.data() + (h / 2) * 4, in.T, 4, 8},
+                       RowsF32{in.v.data() + (h / 2) * 4, in.T, 4, 8},
                        std::span<float>(out).subspan(t * 16 + h * 4, 4));
     return out;
   };

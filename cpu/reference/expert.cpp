@@ -5,8 +5,9 @@
 
 namespace tandem::cpu::reference {
 
-int64_t expert_reglu(const TensorView& gate_exps, const TensorView& up_exps, const TensorView& down_exps,
-                     DownLayout layout, int32_t expert, std::span<const float> x, std::span<float> y) {
+int64_t expert_reglu(const TensorView& gate_exps, const TensorView& up_exps,
+                     const TensorView& down_exps, DownLayout layout, int32_t expert,
+                     std::span<const float> x, std::span<float> y) {
   const int64_t n_embd = gate_exps.ne[0];
   const int64_t n_ff = gate_exps.ne[1];
   assert(static_cast<int64_t>(x.size()) == n_embd && static_cast<int64_t>(y.size()) == n_embd);

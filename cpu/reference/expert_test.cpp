@@ -21,7 +21,8 @@ std::vector<float> random_vec(size_t n, uint32_t seed) {
 }
 
 // down_t[e][j][o] = down[e][o][j]: PowerInfer's transposed layout built from the standard one.
-std::vector<float> transpose_down(const std::vector<float>& down, int64_t n_ff, int64_t d, int64_t nE) {
+std::vector<float> transpose_down(const std::vector<float>& down, int64_t n_ff, int64_t d,
+                                  int64_t nE) {
   std::vector<float> t(down.size());
   for (int64_t e = 0; e < nE; ++e)
     for (int64_t o = 0; o < d; ++o)
@@ -45,11 +46,15 @@ TEST_CASE("expert_reglu: relu on the gate only, hand-made", "[reference][expert]
   CHECK(y[1] == -1.0f);  // 0.5 * -2 + 3 * 0
 }
 
-TEST_CASE("expert_reglu: standard and transposed down agree with a plain closed form", "[reference][expert]") {
-  struct Dims { int64_t d, n_ff, nE; };
+TEST_CASE("expert_reglu: standard and transposed down agree with a plain closed form",
+          "[reference][expert]") {
+  struct Dims {
+    int64_t d, n_ff, nE;
+  };
   for (const Dims dims : {Dims{1, 1, 1}, Dims{5, 7, 3}, Dims{16, 33, 2}, Dims{32, 32, 4}}) {
     const auto [d, n_ff, nE] = dims;
-    const auto gate = random_vec(d * n_ff * nE, 1), up = random_vec(d * n_ff * nE, 2), down = random_vec(d * n_ff * nE, 3);
+    const auto gate = random_vec(d * n_ff * nE, 1), up = random_vec(d * n_ff * nE, 2),
+               down = random_vec(d * n_ff * nE, 3);
     const auto down_t = transpose_down(down, n_ff, d, nE);
     const auto gv = TensorView::contiguous(gate.data(), DType::f32, {d, n_ff, nE, 1});
     const auto uv = TensorView::contiguous(up.data(), DType::f32, {d, n_ff, nE, 1});
@@ -84,7 +89,8 @@ TEST_CASE("expert_reglu: standard and transposed down agree with a plain closed 
   }
 }
 
-TEST_CASE("mul_mat_vec: quantized rows are addressed per matrix and dequantized", "[reference][mul_mat]") {
+TEST_CASE("mul_mat_vec: quantized rows are addressed per matrix and dequantized",
+          "[reference][mul_mat]") {
   // 3 matrices of 2 rows x 64; q8_0 and q4_0 copies must give W_dq x for the matching matrix.
   const int64_t k = 64, rows = 2, mats = 3;
   const auto w = random_vec(k * rows * mats, 8);
@@ -92,7 +98,8 @@ TEST_CASE("mul_mat_vec: quantized rows are addressed per matrix and dequantized"
   for (DType dt : {DType::f32, DType::f16, DType::bf16, DType::q8_0, DType::q4_0}) {
     const size_t row_bytes = dtype_row_size(dt, k);
     std::vector<uint8_t> q(row_bytes * rows * mats);
-    for (int64_t r = 0; r < rows * mats; ++r) REQUIRE(cpu::quantize_row(dt, &w[r * k], &q[r * row_bytes], k).ok());
+    for (int64_t r = 0; r < rows * mats; ++r)
+      REQUIRE(cpu::quantize_row(dt, &w[r * k], &q[r * row_bytes], k).ok());
     const auto view = TensorView::contiguous(q.data(), dt, {k, rows, mats, 1});
     for (int64_t m = 0; m < mats; ++m) {
       std::vector<float> y(rows);

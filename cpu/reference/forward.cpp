@@ -20,14 +20,15 @@ std::span<float> row_of(Vec& m, int64_t r, int64_t cols) {
 
 }  // namespace
 
-Status forward(const ModelShape& shape, const ModelWeights& w, std::span<const int32_t> tokens, std::vector<float>& logits,
-               ForwardTrace* trace) {
+Status forward(const ModelShape& shape, const ModelWeights& w, std::span<const int32_t> tokens,
+               std::vector<float>& logits, ForwardTrace* trace) {
   if (tokens.empty()) return make_error(ErrorCode::invalid_argument, "forward: no tokens (T == 0)");
   TANDEM_RETURN_IF_ERROR(check_model(shape, w));
   for (size_t t = 0; t < tokens.size(); ++t) {
     if (tokens[t] < 0 || static_cast<uint32_t>(tokens[t]) >= shape.n_vocab)
-      return make_error(ErrorCode::invalid_argument, "forward: token {} at position {} is outside [0, n_vocab = {})",
-                        tokens[t], t, shape.n_vocab);
+      return make_error(ErrorCode::invalid_argument,
+                        "forward: token {} at position {} is outside [0, n_vocab = {})", tokens[t],
+                        t, shape.n_vocab);
   }
 
   const int64_t T = static_cast<int64_t>(tokens.size());
@@ -40,16 +41,19 @@ Status forward(const ModelShape& shape, const ModelWeights& w, std::span<const i
 
   if (trace) {
     trace->routing.assign(shape.n_layer, std::vector<TokenRouting>(static_cast<size_t>(T)));
-    trace->gate_active_fraction.assign(shape.n_layer, std::vector<float>(static_cast<size_t>(T), 0.0f));
+    trace->gate_active_fraction.assign(shape.n_layer,
+                                       std::vector<float>(static_cast<size_t>(T), 0.0f));
   }
 
   // x: (T, n_embd), the residual stream. No embedding scale (spec §1.1).
   Vec x(static_cast<size_t>(T * d));
-  for (int64_t t = 0; t < T; ++t) get_row(w.token_embd, tokens[static_cast<size_t>(t)], 0, row_of(x, t, d));
+  for (int64_t t = 0; t < T; ++t)
+    get_row(w.token_embd, tokens[static_cast<size_t>(t)], 0, row_of(x, t, d));
 
   Vec h(static_cast<size_t>(d));
   Vec router_logits(shape.n_expert);
-  Vec q(static_cast<size_t>(T * n_q)), k(static_cast<size_t>(T * n_k)), v(static_cast<size_t>(T * n_v));
+  Vec q(static_cast<size_t>(T * n_q)), k(static_cast<size_t>(T * n_k)),
+      v(static_cast<size_t>(T * n_v));
   Vec o(static_cast<size_t>(T * n_o));
   Vec a(static_cast<size_t>(d)), y(static_cast<size_t>(d));
   std::vector<TokenRouting> routing(static_cast<size_t>(T));
@@ -87,14 +91,15 @@ Status forward(const ModelShape& shape, const ModelWeights& w, std::span<const i
       std::vector<double> moe(static_cast<size_t>(d), 0.0);
       int64_t active = 0;
       for (size_t s = 0; s < rt.experts.size(); ++s) {  // slot order, as upstream sums
-        active += expert_reglu(L.ffn_gate_exps, L.ffn_up_exps, L.ffn_down_exps, shape.down_layout, rt.experts[s], h, y);
+        active += expert_reglu(L.ffn_gate_exps, L.ffn_up_exps, L.ffn_down_exps, shape.down_layout,
+                               rt.experts[s], h, y);
         for (size_t i = 0; i < moe.size(); ++i) moe[i] += static_cast<double>(rt.weights[s]) * y[i];
       }
       for (size_t i = 0; i < moe.size(); ++i) xt[i] += static_cast<float>(moe[i]);
       if (trace) {
         trace->routing[il][static_cast<size_t>(t)] = rt;
-        trace->gate_active_fraction[il][static_cast<size_t>(t)] =
-            static_cast<float>(static_cast<double>(active) / static_cast<double>(k_used * shape.n_ff_exp));
+        trace->gate_active_fraction[il][static_cast<size_t>(t)] = static_cast<float>(
+            static_cast<double>(active) / static_cast<double>(k_used * shape.n_ff_exp));
       }
     }
   }

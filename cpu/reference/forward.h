@@ -13,6 +13,7 @@
 //   x     += sum over slots s in slot order of weights[s] * expert_reglu(experts[s], f)
 // then logits = output rms_norm(x, output_norm). Weights are taken as given: `output` is
 // token_embd when the model is tied (the loader points it there).
+// Single-threaded and pure: safe to call concurrently on shared weights.
 #pragma once
 
 #include <cstdint>

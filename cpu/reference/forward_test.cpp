@@ -22,7 +22,8 @@ struct F32Tensor {
 };
 
 struct F32Layer {
-  F32Tensor attn_norm, attn_q, attn_k, attn_v, attn_output, ffn_norm, ffn_gate_inp, ffn_gate_exps, ffn_up_exps,
+  F32Tensor attn_norm, attn_q, attn_k, attn_v, attn_output, ffn_norm, ffn_gate_inp, ffn_gate_exps,
+      ffn_up_exps,
       ffn_down_exps;  // ffn_down_exps always in the standard layout [n_ff, d, nE]
 };
 
@@ -49,7 +50,8 @@ F32Tensor random_tensor(std::array<int64_t, 4> ne, std::mt19937& rng, float mean
   return t;
 }
 
-ModelShape tiny_shape(uint32_t n_layer, uint32_t n_expert, uint32_t n_expert_used, ExpertGating gating, bool swa) {
+ModelShape tiny_shape(uint32_t n_layer, uint32_t n_expert, uint32_t n_expert_used,
+                      ExpertGating gating, bool swa) {
   ModelShape s;
   s.n_vocab = 50;
   s.n_ctx_train = 64;
@@ -88,12 +90,14 @@ TinySpec make_spec(const ModelShape& s, uint32_t seed) {
     L.attn_q = random_tensor({d, nq, 1, 1}, rng, 0.0f, 2.0f * sd_d);  // sharp enough scores
     L.attn_k = random_tensor({d, nk, 1, 1}, rng, 0.0f, 2.0f * sd_d);
     L.attn_v = random_tensor({d, nv, 1, 1}, rng, 0.0f, sd_d);
-    L.attn_output = random_tensor({nq, d, 1, 1}, rng, 0.0f, 1.0f / std::sqrt(static_cast<float>(nq)));
+    L.attn_output =
+        random_tensor({nq, d, 1, 1}, rng, 0.0f, 1.0f / std::sqrt(static_cast<float>(nq)));
     L.ffn_norm = random_tensor({d, 1, 1, 1}, rng, 1.0f, 0.1f);
     L.ffn_gate_inp = random_tensor({d, nE, 1, 1}, rng, 0.0f, 3.0f * sd_d);
     L.ffn_gate_exps = random_tensor({d, ff, nE, 1}, rng, 0.0f, sd_d);
     L.ffn_up_exps = random_tensor({d, ff, nE, 1}, rng, 0.0f, sd_d);
-    L.ffn_down_exps = random_tensor({ff, d, nE, 1}, rng, 0.0f, 1.0f / std::sqrt(static_cast<float>(ff)));
+    L.ffn_down_exps =
+        random_tensor({ff, d, nE, 1}, rng, 0.0f, 1.0f / std::sqrt(static_cast<float>(ff)));
     spec.layers.push_back(std::move(L));
   }
   return spec;
@@ -105,7 +109,8 @@ TensorView put(TinyModel& m, const F32Tensor& t, DType dtype) {
   const int64_t rows = t.ne[1] * t.ne[2] * t.ne[3];
   auto& bytes = m.store.emplace_back(row_bytes * static_cast<size_t>(rows));
   for (int64_t r = 0; r < rows; ++r) {
-    const Status st = cpu::quantize_row(dtype, &t.data[static_cast<size_t>(r * t.ne[0])], &bytes[r * row_bytes], t.ne[0]);
+    const Status st = cpu::quantize_row(dtype, &t.data[static_cast<size_t>(r * t.ne[0])],
+                                        &bytes[r * row_bytes], t.ne[0]);
     REQUIRE(st.ok());
   }
   return TensorView::contiguous(bytes.data(), dtype, t.ne);
@@ -116,13 +121,15 @@ F32Tensor transposed_down(const F32Tensor& down) {
   F32Tensor t{std::vector<float>(down.data.size(), 0.0f), {d, ff, nE, 1}};
   for (int64_t e = 0; e < nE; ++e)
     for (int64_t o = 0; o < d; ++o)
-      for (int64_t j = 0; j < ff; ++j) t.data[(e * ff + j) * d + o] = down.data[(e * d + o) * ff + j];
+      for (int64_t j = 0; j < ff; ++j)
+        t.data[(e * ff + j) * d + o] = down.data[(e * d + o) * ff + j];
   return t;
 }
 
 // Matrices in `dtype`; norms and the router stay f32 (as in every SmallThinker file).
 // Tied: `output` views token_embd, as the loader does.
-TinyModel build(const TinySpec& spec, DType dtype = DType::f32, DownLayout layout = DownLayout::standard) {
+TinyModel build(const TinySpec& spec, DType dtype = DType::f32,
+                DownLayout layout = DownLayout::standard) {
   TinyModel m;
   m.shape = spec.shape;
   m.shape.down_layout = layout;
@@ -140,13 +147,16 @@ TinyModel build(const TinySpec& spec, DType dtype = DType::f32, DownLayout layou
     lw.ffn_gate_inp = put(m, L.ffn_gate_inp, DType::f32);
     lw.ffn_gate_exps = put(m, L.ffn_gate_exps, dtype);
     lw.ffn_up_exps = put(m, L.ffn_up_exps, dtype);
-    lw.ffn_down_exps = put(m, layout == DownLayout::standard ? L.ffn_down_exps : transposed_down(L.ffn_down_exps), dtype);
+    lw.ffn_down_exps =
+        put(m, layout == DownLayout::standard ? L.ffn_down_exps : transposed_down(L.ffn_down_exps),
+            dtype);
     m.w.layers.push_back(lw);
   }
   return m;
 }
 
-std::vector<float> run_forward(const TinyModel& m, const std::vector<int32_t>& tokens, ForwardTrace* trace = nullptr) {
+std::vector<float> run_forward(const TinyModel& m, const std::vector<int32_t>& tokens,
+                               ForwardTrace* trace = nullptr) {
   std::vector<float> logits;
   const Status st = forward(m.shape, m.w, tokens, logits, trace);
   INFO(st.message());
@@ -158,7 +168,8 @@ std::vector<float> run_forward(const TinyModel& m, const std::vector<int32_t>& t
 const std::vector<int32_t> k_tokens = {3, 17, 42, 0, 49, 17, 8};
 
 // Independent plain helpers for the closed forms (double throughout).
-std::vector<double> rmsnorm_d(const std::vector<double>& x, const std::vector<float>& w, double eps) {
+std::vector<double> rmsnorm_d(const std::vector<double>& x, const std::vector<float>& w,
+                              double eps) {
   double ss = 0;
   for (double v : x) ss += v * v;
   const double inv = 1.0 / std::sqrt(ss / static_cast<double>(x.size()) + eps);
@@ -198,28 +209,31 @@ TEST_CASE("forward: causal, a prefix gives the same rows", "[reference][forward]
         }
       }
       for (size_t n = 1; n < k_tokens.size(); ++n) {
-        const std::vector<int32_t> prefix(k_tokens.begin(), k_tokens.begin() + static_cast<std::ptrdiff_t>(n));
+        const std::vector<int32_t> prefix(k_tokens.begin(),
+                                          k_tokens.begin() + static_cast<std::ptrdiff_t>(n));
         ForwardTrace trace;
         const auto part = run_forward(m, prefix, &trace);
         CHECK(std::equal(part.begin(), part.end(), full.begin()));
         for (uint32_t il = 0; il < 2; ++il)
-          for (size_t t = 0; t < n; ++t) CHECK(trace.routing[il][t].experts == full_trace.routing[il][t].experts);
+          for (size_t t = 0; t < n; ++t)
+            CHECK(trace.routing[il][t].experts == full_trace.routing[il][t].experts);
       }
       // And the last token does change the last row only (the model is not trivially constant).
       std::vector<int32_t> other = k_tokens;
       other.back() = 1;
       const auto changed = run_forward(m, other);
       const size_t V = m.shape.n_vocab;
-      CHECK(std::equal(changed.begin(), changed.end() - static_cast<std::ptrdiff_t>(V), full.begin()));
-      CHECK(!std::equal(changed.end() - static_cast<std::ptrdiff_t>(V), changed.end(), full.end() - static_cast<std::ptrdiff_t>(V)));
+      CHECK(std::equal(changed.begin(), changed.end() - static_cast<std::ptrdiff_t>(V),
+                       full.begin()));
+      CHECK(!std::equal(changed.end() - static_cast<std::ptrdiff_t>(V), changed.end(),
+                        full.end() - static_cast<std::ptrdiff_t>(V)));
     }
   }
 }
 
 TEST_CASE("forward: SWA changes what a late token sees", "[reference][forward]") {
-  // Same weights, swa on (n_swa 3 on layer 1) vs off: rows 0..2 agree except for rope base
-  // and NoPE, so compare with layer 1 only differing in the window: build both with swa on
-  // and widen the window in one of them.
+  // Same weights and layer pattern (layer 0 full + NoPE, layer 1 SWA + RoPE); only layer 1's
+  // window differs: n_swa 3 vs 1000.
   TinySpec spec = make_spec(tiny_shape(2, 4, 2, ExpertGating::sigmoid, true), 99);
   const TinyModel narrow = build(spec);
   TinyModel wide = build(spec);
@@ -229,19 +243,24 @@ TEST_CASE("forward: SWA changes what a late token sees", "[reference][forward]")
   const size_t V = spec.shape.n_vocab;
   // Positions 0..2 see at most 3 keys: identical. Position 3 on sees fewer keys in `narrow`.
   CHECK(std::equal(a.begin(), a.begin() + static_cast<std::ptrdiff_t>(3 * V), b.begin()));
-  CHECK(!std::equal(a.begin() + static_cast<std::ptrdiff_t>(3 * V), a.begin() + static_cast<std::ptrdiff_t>(4 * V),
+  CHECK(!std::equal(a.begin() + static_cast<std::ptrdiff_t>(3 * V),
+                    a.begin() + static_cast<std::ptrdiff_t>(4 * V),
                     b.begin() + static_cast<std::ptrdiff_t>(3 * V)));
 }
 
-TEST_CASE("forward: one layer, zero attention output reduces to a closed form", "[reference][forward]") {
+TEST_CASE("forward: one layer, zero attention output reduces to a closed form",
+          "[reference][forward]") {
   // x0 = E[tok]; attention adds 0; the router reads the RAW x0 (not attn_norm(x0)); experts
   // see f = rmsnorm(x0) * ffn_norm; x1 = x0 + sum_s w_s down_e(relu(gate_e f) * up_e f);
   // logits = token_embd (tied) rmsnorm(x1) * output_norm. With one expert w = p / p = 1.
-  struct Case { uint32_t n_expert, n_used; };
+  struct Case {
+    uint32_t n_expert, n_used;
+  };
   for (const Case c : {Case{1, 1}, Case{4, 2}, Case{4, 4}}) {
     for (ExpertGating g : {ExpertGating::sigmoid, ExpertGating::softmax}) {
       TinySpec spec = make_spec(tiny_shape(1, c.n_expert, c.n_used, g, false), 77);
-      std::fill(spec.layers[0].attn_output.data.begin(), spec.layers[0].attn_output.data.end(), 0.0f);
+      std::fill(spec.layers[0].attn_output.data.begin(), spec.layers[0].attn_output.data.end(),
+                0.0f);
       const TinyModel m = build(spec);
       ForwardTrace trace;
       const auto logits = run_forward(m, k_tokens, &trace);
@@ -256,7 +275,8 @@ TEST_CASE("forward: one layer, zero attention output reduces to a closed form", 
         std::vector<double> p(lg.size());
         double z = 0;
         for (double l : lg) z += std::exp(l);
-        for (size_t e = 0; e < p.size(); ++e) p[e] = g == ExpertGating::sigmoid ? 1.0 / (1.0 + std::exp(-lg[e])) : std::exp(lg[e]) / z;
+        for (size_t e = 0; e < p.size(); ++e)
+          p[e] = g == ExpertGating::sigmoid ? 1.0 / (1.0 + std::exp(-lg[e])) : std::exp(lg[e]) / z;
         std::vector<int32_t> sel(p.size());
         for (size_t e = 0; e < sel.size(); ++e) sel[e] = static_cast<int32_t>(e);
         std::sort(sel.begin(), sel.end(), [&](int32_t i, int32_t j) { return p[i] > p[j]; });
@@ -268,7 +288,8 @@ TEST_CASE("forward: one layer, zero attention output reduces to a closed form", 
         int active = 0;
         std::vector<double> moe(static_cast<size_t>(d), 0.0);
         for (size_t s = 0; s < sel.size(); ++s) {
-          const auto gv = matvec_d(L.ffn_gate_exps, f, sel[s]), uv = matvec_d(L.ffn_up_exps, f, sel[s]);
+          const auto gv = matvec_d(L.ffn_gate_exps, f, sel[s]),
+                     uv = matvec_d(L.ffn_up_exps, f, sel[s]);
           std::vector<double> a(static_cast<size_t>(ff));
           for (int64_t j = 0; j < ff; ++j) {
             a[j] = std::max(gv[j], 0.0) * uv[j];
@@ -282,7 +303,8 @@ TEST_CASE("forward: one layer, zero attention output reduces to a closed form", 
         const auto logit = matvec_d(spec.token_embd, rmsnorm_d(x, spec.output_norm.data, 1e-6));
         for (int64_t v = 0; v < V; ++v) want.push_back(static_cast<float>(logit[v]));
         CHECK(trace.routing[0][t].experts == sel);
-        CHECK(trace.gate_active_fraction[0][t] == Approx(static_cast<double>(active) / (ff * c.n_used)));
+        CHECK(trace.gate_active_fraction[0][t] ==
+              Approx(static_cast<double>(active) / (ff * c.n_used)));
       }
       INFO("n_expert " << c.n_expert << ", n_expert_used " << c.n_used);
       CHECK(test::nmse(logits, want) < 1e-10);
@@ -291,7 +313,8 @@ TEST_CASE("forward: one layer, zero attention output reduces to a closed form", 
   }
 }
 
-TEST_CASE("forward: one token through attention reduces to a closed form (GQA value copy)", "[reference][forward]") {
+TEST_CASE("forward: one token through attention reduces to a closed form (GQA value copy)",
+          "[reference][forward]") {
   // T = 1: softmax over a single key is 1, so head h outputs v of kv head h / 2, rope or not.
   TinySpec spec = make_spec(tiny_shape(1, 1, 1, ExpertGating::sigmoid, false), 55);
   const TinyModel m = build(spec);
@@ -299,7 +322,8 @@ TEST_CASE("forward: one token through attention reduces to a closed form (GQA va
   const int64_t d = spec.shape.n_embd, hd = 8;
   const int32_t tok = 42;
   const auto logits = run_forward(m, {tok});
-  std::vector<double> x(spec.token_embd.data.begin() + tok * d, spec.token_embd.data.begin() + (tok + 1) * d);
+  std::vector<double> x(spec.token_embd.data.begin() + tok * d,
+                        spec.token_embd.data.begin() + (tok + 1) * d);
   const auto v = matvec_d(L.attn_v, rmsnorm_d(x, L.attn_norm.data, 1e-6));  // 2 kv heads of 8
   std::vector<double> o(4 * hd);
   for (int h = 0; h < 4; ++h)
@@ -317,7 +341,8 @@ TEST_CASE("forward: one token through attention reduces to a closed form (GQA va
   CHECK(test::nmse(logits, want) < 1e-10);
 }
 
-TEST_CASE("forward: transposed and standard ffn_down_exps give the same logits", "[reference][forward]") {
+TEST_CASE("forward: transposed and standard ffn_down_exps give the same logits",
+          "[reference][forward]") {
   const TinySpec spec = make_spec(tiny_shape(2, 4, 2, ExpertGating::sigmoid, true), 4321);
   const auto std_logits = run_forward(build(spec, DType::f32, DownLayout::standard), k_tokens);
   const auto tr_logits = run_forward(build(spec, DType::f32, DownLayout::transposed), k_tokens);
@@ -346,7 +371,8 @@ TinySpec round_trip(TinySpec spec, DType dtype) {
   };
   rt(spec.token_embd);
   for (F32Layer& L : spec.layers)
-    for (F32Tensor* t : {&L.attn_q, &L.attn_k, &L.attn_v, &L.attn_output, &L.ffn_gate_exps, &L.ffn_up_exps, &L.ffn_down_exps})
+    for (F32Tensor* t : {&L.attn_q, &L.attn_k, &L.attn_v, &L.attn_output, &L.ffn_gate_exps,
+                         &L.ffn_up_exps, &L.ffn_down_exps})
       rt(*t);
   return spec;
 }
@@ -378,9 +404,12 @@ TEST_CASE("forward: q8_0 / q4_0 weights stay close to f32", "[reference][forward
 TEST_CASE("forward: bad input is an error, never a crash", "[reference][forward]") {
   const TinyModel m = build(make_spec(tiny_shape(2, 4, 2, ExpertGating::sigmoid, false), 5));
   std::vector<float> logits;
-  CHECK(forward(m.shape, m.w, std::vector<int32_t>{}, logits).code() == ErrorCode::invalid_argument);
-  CHECK(forward(m.shape, m.w, std::vector<int32_t>{1, 50}, logits).code() == ErrorCode::invalid_argument);
-  CHECK(forward(m.shape, m.w, std::vector<int32_t>{-1}, logits).code() == ErrorCode::invalid_argument);
+  CHECK(forward(m.shape, m.w, std::vector<int32_t>{}, logits).code() ==
+        ErrorCode::invalid_argument);
+  CHECK(forward(m.shape, m.w, std::vector<int32_t>{1, 50}, logits).code() ==
+        ErrorCode::invalid_argument);
+  CHECK(forward(m.shape, m.w, std::vector<int32_t>{-1}, logits).code() ==
+        ErrorCode::invalid_argument);
 
   auto expect_bad = [&](ModelShape s, ModelWeights w, std::string_view needle) {
     const Status st = forward(s, w, std::vector<int32_t>{1, 2}, logits);

@@ -121,8 +121,9 @@ void attention_head(const ModelShape& shape, uint32_t il, int64_t pos_q, std::sp
 // Copies of q and k are rotated with rope_neox(pos, n_rot, shape.rope_base(il)) only where
 // shape.use_rope(il) (NoPE layers rotate neither). GQA: q head h reads kv head
 // h / (n_head / n_head_kv) (ggml broadcast == HF repeat_kv). Inputs are not modified.
-void self_attention(const ModelShape& shape, uint32_t il, int64_t n_tokens, std::span<const float> q,
-                    std::span<const float> k, std::span<const float> v, std::span<float> out);
+void self_attention(const ModelShape& shape, uint32_t il, int64_t n_tokens,
+                    std::span<const float> q, std::span<const float> k, std::span<const float> v,
+                    std::span<float> out);
 
 // ---- experts (spec §2.5, §3.4) --------------------------------------------------------------
 

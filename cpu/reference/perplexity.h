@@ -24,7 +24,7 @@ struct PerplexityStats {
 // Stats of several chunks add up (sum nll_sum and count) before taking ppl().
 // Errors: invalid_argument when T < 2, n_vocab <= 0, logits.size() != T*n_vocab, first is
 // outside [0, T-1), or a scored token id is outside [0, n_vocab).
-Result<PerplexityStats> perplexity(std::span<const float> logits, int64_t n_vocab, std::span<const int32_t> tokens,
-                                   int64_t first = -1);
+Result<PerplexityStats> perplexity(std::span<const float> logits, int64_t n_vocab,
+                                   std::span<const int32_t> tokens, int64_t first = -1);
 
 }  // namespace tandem::cpu::reference

@@ -12,10 +12,10 @@ TEST_CASE("perplexity: hand-made logits", "[reference][perplexity]") {
   // T = 4, n_vocab = 3. Row t predicts token t+1.
   const std::vector<int32_t> tokens = {0, 1, 2, 0};
   const std::vector<float> logits = {
-      0.0f, 0.0f, 0.0f,                          // row 0: uniform -> -log p(1) = log 3
-      10.0f, 0.0f, 0.0f,                         // row 1: -log p(2) = log(e^10 + 2)
-      0.0f, std::log(2.0f), std::log(3.0f),      // row 2: p(0) = 1/6 -> log 6
-      5.0f, 5.0f, 5.0f,                          // row 3: never scored (no token 4)
+      0.0f,  0.0f,           0.0f,            // row 0: uniform -> -log p(1) = log 3
+      10.0f, 0.0f,           0.0f,            // row 1: -log p(2) = log(e^10 + 2)
+      0.0f,  std::log(2.0f), std::log(3.0f),  // row 2: p(0) = 1/6 -> log 6
+      5.0f,  5.0f,           5.0f,            // row 3: never scored (no token 4)
   };
   // Default first = T/2 = 2: only row 2 is scored.
   auto half = perplexity(logits, 3, tokens);
@@ -44,11 +44,15 @@ TEST_CASE("perplexity: bad input is an error", "[reference][perplexity]") {
   const std::vector<float> logits(6, 0.0f);
   const std::vector<int32_t> two = {0, 1};
   CHECK(perplexity(logits, 3, two, 0).ok());
-  CHECK(perplexity(logits, 3, two).status().code() == ErrorCode::invalid_argument);  // first = 1: nothing scored
-  CHECK(perplexity(logits, 3, std::vector<int32_t>{0}).status().code() == ErrorCode::invalid_argument);
+  CHECK(perplexity(logits, 3, two).status().code() ==
+        ErrorCode::invalid_argument);  // first = 1: nothing scored
+  CHECK(perplexity(logits, 3, std::vector<int32_t>{0}).status().code() ==
+        ErrorCode::invalid_argument);
   CHECK(perplexity(logits, 4, two).status().code() == ErrorCode::invalid_argument);
   CHECK(perplexity(logits, 0, two).status().code() == ErrorCode::invalid_argument);
-  CHECK(perplexity(logits, 3, std::vector<int32_t>{0, 3}).status().code() == ErrorCode::invalid_argument);
-  CHECK(perplexity(logits, 3, std::vector<int32_t>{0, -1}).status().code() == ErrorCode::invalid_argument);
+  CHECK(perplexity(logits, 3, std::vector<int32_t>{0, 3}).status().code() ==
+        ErrorCode::invalid_argument);
+  CHECK(perplexity(logits, 3, std::vector<int32_t>{0, -1}).status().code() ==
+        ErrorCode::invalid_argument);
   CHECK(perplexity(logits, 3, two, 1).status().code() == ErrorCode::invalid_argument);
 }

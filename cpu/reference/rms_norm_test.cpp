@@ -24,7 +24,8 @@ TEST_CASE("rms_norm: closed forms", "[reference][rms_norm]") {
   CHECK(y1[0] == Approx(0.5));
 }
 
-TEST_CASE("rms_norm: random rows against the formula, odd sizes, in place", "[reference][rms_norm]") {
+TEST_CASE("rms_norm: random rows against the formula, odd sizes, in place",
+          "[reference][rms_norm]") {
   std::mt19937 rng(3);
   std::normal_distribution<float> nd(0.0f, 3.0f);
   for (int n : {1, 7, 32, 33, 1536}) {
@@ -36,6 +37,7 @@ TEST_CASE("rms_norm: random rows against the formula, odd sizes, in place", "[re
     const double inv = 1.0 / std::sqrt(ss / n + 1e-6);
     std::vector<float> y = x;
     rms_norm(y, w, 1e-6f, y);  // aliasing allowed
-    for (int i = 0; i < n; ++i) CHECK(y[i] == Approx(x[i] * inv * w[i]).epsilon(1e-6).margin(1e-30));
+    for (int i = 0; i < n; ++i)
+      CHECK(y[i] == Approx(x[i] * inv * w[i]).epsilon(1e-6).margin(1e-30));
   }
 }

@@ -11,7 +11,8 @@ void rope_neox(std::span<float> head, int64_t pos, int n_rot, float base) {
   for (int i = 0; i < half; ++i) {
     // Direct power rather than ggml's running product theta *= theta_scale (f32): the spec
     // value, which fast paths approach to ~1e-6 relative at the positions we test.
-    const double theta = static_cast<double>(pos) * std::pow(static_cast<double>(base), -2.0 * i / n_rot);
+    const double theta =
+        static_cast<double>(pos) * std::pow(static_cast<double>(base), -2.0 * i / n_rot);
     const double c = std::cos(theta);
     const double s = std::sin(theta);
     const double x0 = head[i];

@@ -30,7 +30,8 @@ TEST_CASE("rope_neox: hand-computed n_rot = 4", "[reference][rope]") {
   CHECK(x[5] == 6.0f);
 }
 
-TEST_CASE("rope_neox: pos 0 is identity, norm preserved, equals complex multiplication", "[reference][rope]") {
+TEST_CASE("rope_neox: pos 0 is identity, norm preserved, equals complex multiplication",
+          "[reference][rope]") {
   std::mt19937 rng(5);
   std::normal_distribution<float> nd(0.0f, 1.0f);
   for (int n_rot : {2, 8, 64, 128}) {
@@ -49,7 +50,8 @@ TEST_CASE("rope_neox: pos 0 is identity, norm preserved, equals complex multipli
       const int half = n_rot / 2;
       for (int i = 0; i < half; ++i) {
         const double theta = double(pos) * std::pow(1.5e6, -2.0 * i / n_rot);
-        const std::complex<double> z = std::complex<double>(x[i], x[i + half]) * std::polar(1.0, theta);
+        const std::complex<double> z =
+            std::complex<double>(x[i], x[i + half]) * std::polar(1.0, theta);
         CHECK(r[i] == Approx(z.real()).margin(1e-5));
         CHECK(r[i + half] == Approx(z.imag()).margin(1e-5));
       }

@@ -44,8 +44,8 @@ std::vector<int32_t> top_k(std::span<const float> x, int64_t k) {
 
 Result<TokenRouting> route(ExpertGating gating, std::span<const float> logits, int64_t k) {
   if (k < 1 || k > static_cast<int64_t>(logits.size()))
-    return make_error(ErrorCode::invalid_argument, "n_expert_used = {} is outside [1, n_expert = {}]", k,
-                      logits.size());
+    return make_error(ErrorCode::invalid_argument,
+                      "n_expert_used = {} is outside [1, n_expert = {}]", k, logits.size());
   std::vector<float> probs(logits.size());
   TANDEM_RETURN_IF_ERROR(router_probs(gating, logits, probs));
   TokenRouting r;
@@ -54,7 +54,8 @@ Result<TokenRouting> route(ExpertGating gating, std::span<const float> logits, i
   for (int32_t e : r.experts) sum += probs[static_cast<size_t>(e)];
   sum = std::max(sum, static_cast<double>(k_router_weight_sum_min));
   r.weights.reserve(r.experts.size());
-  for (int32_t e : r.experts) r.weights.push_back(static_cast<float>(probs[static_cast<size_t>(e)] / sum));
+  for (int32_t e : r.experts)
+    r.weights.push_back(static_cast<float>(probs[static_cast<size_t>(e)] / sum));
   return r;
 }
 

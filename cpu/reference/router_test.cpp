@@ -12,7 +12,9 @@ using namespace tandem;
 using namespace tandem::cpu::reference;
 
 namespace {
-double sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
+double sigmoid(double x) {
+  return 1.0 / (1.0 + std::exp(-x));
+}
 
 TokenRouting route_ok(ExpertGating g, std::vector<float> logits, int64_t k) {
   auto r = route(g, logits, k);
@@ -49,7 +51,8 @@ TEST_CASE("route: weights follow the formulas on random logits", "[reference][ro
       // Expected order: sort by logit, descending (both gatings are monotone; no ties here).
       std::vector<int32_t> order(logits.size());
       for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int32_t>(i);
-      std::sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return logits[a] > logits[b]; });
+      std::sort(order.begin(), order.end(),
+                [&](int32_t a, int32_t b) { return logits[a] > logits[b]; });
       order.resize(static_cast<size_t>(k));
 
       for (ExpertGating g : {ExpertGating::sigmoid, ExpertGating::softmax}) {
@@ -58,10 +61,12 @@ TEST_CASE("route: weights follow the formulas on random logits", "[reference][ro
         // sigmoid: s_i / sum s ; softmax: exp(l_i) / sum over the selected exp(l) (the
         // denominator over all experts cancels in the renormalisation).
         double sum = 0;
-        for (int32_t e : order) sum += g == ExpertGating::sigmoid ? sigmoid(logits[e]) : std::exp(logits[e]);
+        for (int32_t e : order)
+          sum += g == ExpertGating::sigmoid ? sigmoid(logits[e]) : std::exp(logits[e]);
         double total = 0;
         for (int s = 0; s < k; ++s) {
-          const double p = g == ExpertGating::sigmoid ? sigmoid(logits[order[s]]) : std::exp(logits[order[s]]);
+          const double p =
+              g == ExpertGating::sigmoid ? sigmoid(logits[order[s]]) : std::exp(logits[order[s]]);
           CHECK(r.weights[s] == Approx(p / sum).epsilon(1e-5));
           total += r.weights[s];
         }
@@ -108,7 +113,8 @@ TEST_CASE("top_k: ties pick the lower index; sets match a brute force", "[refere
   }
 }
 
-TEST_CASE("route sigmoid: saturated probabilities tie and the lower index wins", "[reference][router]") {
+TEST_CASE("route sigmoid: saturated probabilities tie and the lower index wins",
+          "[reference][router]") {
   // sigmoid(30) and sigmoid(40) both round to 1.0f: llama.cpp ranks the f32 probabilities, so
   // this is a tie (HF would rank the logits and pick expert 1).
   const TokenRouting r = route_ok(ExpertGating::sigmoid, {30.0f, 40.0f, 0.0f}, 1);

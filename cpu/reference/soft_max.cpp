@@ -17,7 +17,8 @@ void soft_max(std::span<const float> x, std::span<float> y) {
   // Two passes so that y may alias x: the sum needs every input before any output is written.
   double sum = 0.0;
   for (float v : x) sum += std::exp(static_cast<double>(v) - max);
-  for (size_t i = 0; i < x.size(); ++i) y[i] = static_cast<float>(std::exp(static_cast<double>(x[i]) - max) / sum);
+  for (size_t i = 0; i < x.size(); ++i)
+    y[i] = static_cast<float>(std::exp(static_cast<double>(x[i]) - max) / sum);
 }
 
 }  // namespace tandem::cpu::reference

@@ -31,14 +31,15 @@ std::vector<BlockPrep>& prep_buffer(size_t n) {
 }
 
 void prepare(const block_q8_0* x, int64_t nb, BlockPrep* out) {
+  const __m256i ones8 = _mm256_set1_epi8(1);
+  const __m256i ones16 = _mm256_set1_epi16(1);
   for (int64_t b = 0; b < nb; ++b) {
-    BlockPrep& o = out[b];
-    std::memcpy(o.qs, x[b].qs, 32);
-    const float d = fp16_to_fp32(x[b].d);
-    for (int l = 0; l < 8; ++l) {
-      o.corr[l] = -8 * (o.qs[4 * l] + o.qs[4 * l + 1] + o.qs[4 * l + 2] + o.qs[4 * l + 3]);
-      o.dx[l] = d;
-    }
+    const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[b].qs));
+    // Sums of 4 consecutive activation bytes per dword lane: maddubs(1, q) then madd(1).
+    const __m256i sum = _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, q), ones16);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(out[b].qs), q);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(out[b].corr), _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(sum, 3)));
+    _mm256_store_ps(out[b].dx, _mm256_set1_ps(_cvtsh_ss(x[b].d)));
   }
 }
 

@@ -39,27 +39,29 @@ std::vector<PairPrep>& prep_buffer(size_t n) {
   return buf;
 }
 
+// Vectorised: the re-layout is one qword permute, the lane sums one vpdpbusd against ones,
+// so preparing costs far less than streaming the weights it is used with.
 template <WKind K>
 void prepare(const block_q8_0* x, int64_t nb, PairPrep* out) {
-  const int32_t offset = K == WKind::q4_0 ? 8 : 128;
+  const __m512i ones = _mm512_set1_epi8(1);
+  const __m512i q4_order = _mm512_set_epi64(7, 6, 3, 2, 5, 4, 1, 0);
+  const __m512i dx_q4 = _mm512_set_epi32(1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0);
+  const __m512i dx_q8 = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
   for (int64_t p = 0; p < (nb + 1) / 2; ++p) {
-    PairPrep& o = out[p];
-    std::memset(&o, 0, sizeof(o));
-    for (int h = 0; h < 2 && 2 * p + h < nb; ++h) {
-      const block_q8_0& b = x[2 * p + h];
-      const float d = fp16_to_fp32(b.d);
-      if (K == WKind::q4_0) {
-        std::memcpy(o.qs + 16 * h, b.qs, 16);
-        std::memcpy(o.qs + 32 + 16 * h, b.qs + 16, 16);
-        for (int l = 0; l < 4; ++l) o.dx[4 * h + l] = o.dx[8 + 4 * h + l] = d;
-      } else {
-        std::memcpy(o.qs + 32 * h, b.qs, 32);
-        for (int l = 0; l < 8; ++l) o.dx[8 * h + l] = d;
-      }
-    }
-    for (int l = 0; l < 16; ++l) {
-      o.corr[l] = -offset * (o.qs[4 * l] + o.qs[4 * l + 1] + o.qs[4 * l + 2] + o.qs[4 * l + 3]);
-    }
+    const bool two = 2 * p + 1 < nb;
+    const block_q8_0& b0 = x[2 * p];
+    const __m256i lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b0.qs));
+    const __m256i hi = two ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[2 * p + 1].qs)) : _mm256_setzero_si256();
+    __m512i q = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+    if constexpr (K == WKind::q4_0) q = _mm512_permutexvar_epi64(q4_order, q);
+    const __m512i lane_sum = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, q);
+    const __m512i corr = _mm512_sub_epi32(_mm512_setzero_si512(),
+                                          K == WKind::q4_0 ? _mm512_slli_epi32(lane_sum, 3) : _mm512_slli_epi32(lane_sum, 7));
+    const uint32_t dd = b0.d | (two ? static_cast<uint32_t>(x[2 * p + 1].d) << 16 : 0u);
+    const __m512 d2 = _mm512_castps128_ps512(_mm_cvtph_ps(_mm_cvtsi32_si128(static_cast<int>(dd))));
+    _mm512_store_si512(out[p].qs, q);
+    _mm512_store_si512(out[p].corr, corr);
+    _mm512_store_ps(out[p].dx, _mm512_permutexvar_ps(K == WKind::q4_0 ? dx_q4 : dx_q8, d2));
   }
 }
 
