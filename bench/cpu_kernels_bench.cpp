@@ -154,6 +154,25 @@ void BM_gemv_q4_0(benchmark::State& state, const KernelTable* kt, int64_t rows, 
   state.counters["pct_probe"] = 100.0 * gbs / g_probe_gbs;
 }
 
+// Same kernel on one thread with a 1536x256 matrix that stays in L2: the kernel's compute
+// ceiling, to show the DRAM rows above are memory-bound rather than compute-bound.
+void BM_gemv_q4_0_hot(benchmark::State& state, const KernelTable* kt) {
+  const int64_t rows = 256, k = 1536;
+  const size_t rb = dtype_row_size(DType::q4_0, k);
+  Arena a(rb * rows);
+  uint64_t seed = 5;
+  fill_q4_rows(a.data, rows, k, seed, nullptr);
+  std::vector<float> x(static_cast<size_t>(k), 0.5f), y(static_cast<size_t>(rows));
+  std::vector<uint8_t> xq(dtype_row_size(DType::q8_0, k));
+  kt->quantize_row_q8_0(x.data(), xq.data(), k);
+  for (auto _ : state) {
+    kt->gemv_q4_0_q8_0(k, rows, a.data, rb, xq.data(), y.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.counters["read_rate"] = benchmark::Counter(static_cast<double>(rb * rows), benchmark::Counter::kIsIterationInvariantRate,
+                                              benchmark::Counter::kIs1000);
+}
+
 // ---- expert FFN ----
 
 struct FfnSet {
@@ -298,6 +317,8 @@ int main(int argc, char** argv) {
     benchmark::RegisterBenchmark(("gemv_q4_0_q8_0" + sfx + "/ffn_gate_exps_1536x768x32").c_str(), BM_gemv_q4_0, kt,
                                  768 * 32, 1536)
         ->Unit(benchmark::kMicrosecond)->UseRealTime();
+    benchmark::RegisterBenchmark(("gemv_q4_0_q8_0" + sfx + "/hot_l2_1536x256_1thread").c_str(), BM_gemv_q4_0_hot, kt)
+        ->Unit(benchmark::kMicrosecond);
     for (DownLayout layout : {DownLayout::transposed, DownLayout::standard}) {
       const std::string ln = layout == DownLayout::transposed ? "down_transposed" : "down_standard";
       for (int level = 0; level < 3; ++level) {

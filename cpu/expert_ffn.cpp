@@ -13,10 +13,6 @@ bool is_q(DType d) { return d == DType::q4_0 || d == DType::q8_0; }
 GemmFn gemm_for(const KernelTable& kt, DType d) {
   return d == DType::q4_0 ? kt.gemm_q4_0_q8_0 : kt.gemm_q8_0_q8_0;
 }
-AxpyFn axpy_for(const KernelTable& kt, DType d) {
-  return d == DType::q4_0 ? kt.axpy_q4_0_f32 : kt.axpy_q8_0_f32;
-}
-
 Status check_matrix(const TensorView& t, const char* role, int64_t ne0, int64_t ne1) {
   if (!is_q(t.dtype)) {
     return make_error(ErrorCode::unsupported, "expert_ffn: {} tensor '{}' is {}, want q4_0 or q8_0", role, t.name,
@@ -70,6 +66,7 @@ Status expert_ffn(const KernelTable& kt, const ExpertFfnWeights& w, FfnMode mode
   ws.u.resize(ws.g.size());
   ws.a.resize(ws.g.size());
   ws.active.resize(static_cast<size_t>(n_ff));
+  ws.idx.resize(static_cast<size_t>(n_ff));
   ws.y.resize(static_cast<size_t>(T * n_embd));
   if (transposed) ws.partial.resize(static_cast<size_t>(n_chunk * T * n_embd));
 
@@ -80,6 +77,8 @@ Status expert_ffn(const KernelTable& kt, const ExpertFfnWeights& w, FfnMode mode
   const auto* up = static_cast<const uint8_t*>(w.up.data);
   const auto* down = static_cast<const uint8_t*>(w.down.data);
   const bool sparse = mode == FfnMode::sparse;
+  const GemmRowsFn gemm_rows_gu = w.gate.dtype == DType::q4_0 ? kt.gemm_rows_q4_0_q8_0 : kt.gemm_rows_q8_0_q8_0;
+  const AxpyRowsFn axpy_rows_d = w.down.dtype == DType::q4_0 ? kt.axpy_rows_q4_0_f32 : kt.axpy_rows_q8_0_f32;
 
   // Phase 1, per neuron chunk: gate for all tokens, up for the active rows (runs of
   // consecutive active rows go to one GEMM), a = relu(g) * u, and for the transposed down the
@@ -89,39 +88,30 @@ Status expert_ffn(const KernelTable& kt, const ExpertFfnWeights& w, FfnMode mode
     float* g = ws.g.data();
     float* u = ws.u.data();
     float* a = ws.a.data();
+    int32_t* idx = ws.idx.data() + j0;  // this chunk's active list lives in its own slice
+    int64_t n_idx = 0;
     gemm_gu(n_embd, j1 - j0, gate + j0 * w.gate.nb[1], w.gate.nb[1], ws.xq.data(), xrb, T, g + j0, n_ff);
     for (int64_t j = j0; j < j1; ++j) {
       bool on = !sparse;
       for (int64_t t = 0; t < T && !on; ++t) on = g[t * n_ff + j] > 0.0f;
       ws.active[j] = on;
-    }
-    for (int64_t j = j0; j < j1;) {
-      if (!ws.active[j]) {
+      if (on) {
+        idx[n_idx++] = static_cast<int32_t>(j);
+      } else {
         for (int64_t t = 0; t < T; ++t) a[t * n_ff + j] = 0.0f;
-        ++j;
-        continue;
       }
-      int64_t e = j + 1;
-      while (e < j1 && ws.active[e]) ++e;
-      gemm_gu(n_embd, e - j, up + j * w.up.nb[1], w.up.nb[1], ws.xq.data(), xrb, T, u + j, n_ff);
-      for (int64_t t = 0; t < T; ++t) {
-        for (int64_t i = j; i < e; ++i) a[t * n_ff + i] = std::max(g[t * n_ff + i], 0.0f) * u[t * n_ff + i];
+    }
+    gemm_rows_gu(n_embd, n_idx, idx, up, w.up.nb[1], ws.xq.data(), xrb, T, u, n_ff);
+    for (int64_t t = 0; t < T; ++t) {
+      for (int64_t i = 0; i < n_idx; ++i) {
+        const int64_t j = t * n_ff + idx[i];
+        a[j] = std::max(g[j], 0.0f) * u[j];
       }
-      j = e;
     }
     if (!transposed) return;
     float* part = ws.partial.data() + c * T * n_embd;
     std::memset(part, 0, static_cast<size_t>(T * n_embd) * sizeof(float));
-    const AxpyFn axpy = axpy_for(kt, w.down.dtype);
-    float coef[16];
-    for (int64_t j = j0; j < j1; ++j) {
-      if (!ws.active[j]) continue;
-      for (int64_t t0 = 0; t0 < T; t0 += 16) {
-        const int64_t nt = std::min<int64_t>(16, T - t0);
-        for (int64_t t = 0; t < nt; ++t) coef[t] = a[(t0 + t) * n_ff + j];
-        axpy(n_embd, nt, coef, down + j * w.down.nb[1], part + t0 * n_embd, n_embd);
-      }
-    }
+    axpy_rows_d(n_embd, n_idx, idx, down, w.down.nb[1], a, n_ff, T, part, n_embd);
   });
 
   // Phase 2: y over output columns/rows, each written by exactly one chunk.

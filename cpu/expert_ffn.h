@@ -62,6 +62,7 @@ struct ExpertFfnWorkspace {
   std::vector<uint8_t> xq;       // (n_tok) q8_0 rows of n_embd
   std::vector<float> g, u, a;    // (n_tok, n_ff)
   std::vector<uint8_t> active;   // (n_ff)
+  std::vector<int32_t> idx;      // (n_ff) active neurons, listed per chunk
   std::vector<float> partial;    // (n_chunk, n_tok, n_embd) transposed down partial sums
   std::vector<uint8_t> aq;       // (n_tok) q8_0 rows of n_ff (standard down)
   std::vector<float> y;          // (n_tok, n_embd)

@@ -37,6 +37,17 @@ using GemvFn = void (*)(int64_t k, int64_t n_rows, const void* w, size_t w_row_b
 using GemmFn = void (*)(int64_t k, int64_t n_rows, const void* w, size_t w_row_bytes,
                         const void* x, size_t x_row_bytes, int64_t n_tok, float* y,
                         int64_t y_stride);
+// Gathered rows: y[t * y_stride + idx[i]] = dot(row idx[i] of w, x_t) for i < n_idx (other
+// columns of y untouched). The sparse up projection: only active neurons' rows are read.
+using GemmRowsFn = void (*)(int64_t k, int64_t n_idx, const int32_t* idx, const void* w,
+                            size_t w_row_bytes, const void* x, size_t x_row_bytes, int64_t n_tok,
+                            float* y, int64_t y_stride);
+// Gathered axpy: y_t += sum over i < n_idx, in order, of a[t * a_stride + idx[i]] * dequant(row
+// idx[i] of w), y_t = y + t * y_stride. The transposed down projection over active neurons;
+// equal to n_idx axpy calls in list order (SIMD tables fuse rows but keep the order).
+using AxpyRowsFn = void (*)(int64_t k, int64_t n_idx, const int32_t* idx, const void* w,
+                            size_t w_row_bytes, const float* a, int64_t a_stride, int64_t n_tok,
+                            float* y, int64_t y_stride);
 // y_t[i] += a[t] * dequant(row)[i] for i < k, t < n_tok, y_t = y + t * y_stride (floats).
 // The row is read once for all tokens (the transposed expert down projection).
 using AxpyFn = void (*)(int64_t k, int64_t n_tok, const float* a, const void* row, float* y,
@@ -69,6 +80,12 @@ struct KernelTable {
   GemmFn gemm_f16_f32 = nullptr;
   GemmFn gemm_bf16_f32 = nullptr;
   GemmFn gemm_f32 = nullptr;
+
+  // Listed rows only (sparse expert FFN).
+  GemmRowsFn gemm_rows_q4_0_q8_0 = nullptr;
+  GemmRowsFn gemm_rows_q8_0_q8_0 = nullptr;
+  AxpyRowsFn axpy_rows_q4_0_f32 = nullptr;
+  AxpyRowsFn axpy_rows_q8_0_f32 = nullptr;
 
   // y += a * dequant(row), per row dtype, f32 coefficients.
   AxpyFn axpy_q4_0_f32 = nullptr;

@@ -9,6 +9,7 @@
 // aligned addresses with padded row strides. Bounds are the ones kernel_table.h states.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstdint>
@@ -327,6 +328,78 @@ inline void check_elementwise(const KernelTable& fast, const KernelTable& ref, R
   }
 }
 
+// gemm_rows / axpy_rows over a shuffled subset of rows (the sparse FFN's active lists);
+// gemm_rows must leave unlisted columns untouched.
+inline void check_rows(const KernelTable& fast, const KernelTable& ref, DType d, Report& rep, uint64_t seed) {
+  Rng rng(seed);
+  const GemmRowsFn gf = d == DType::q4_0 ? fast.gemm_rows_q4_0_q8_0 : fast.gemm_rows_q8_0_q8_0;
+  const GemmRowsFn gr = d == DType::q4_0 ? ref.gemm_rows_q4_0_q8_0 : ref.gemm_rows_q8_0_q8_0;
+  const AxpyRowsFn af = d == DType::q4_0 ? fast.axpy_rows_q4_0_f32 : fast.axpy_rows_q8_0_f32;
+  const AxpyRowsFn ar = d == DType::q4_0 ? ref.axpy_rows_q4_0_f32 : ref.axpy_rows_q8_0_f32;
+  for (int64_t k : {int64_t{32}, int64_t{96}, int64_t{1536}}) {
+    for (int64_t n_tok : {1, 2, 4, 5, 9}) {
+      const int64_t rows = 37;
+      const size_t wrb = row_bytes(d, k) + 2;
+      Buf w(wrb * rows, 2);
+      for (int64_t r = 0; r < rows; ++r) fill_row(d, k, w.data() + r * wrb, rng);
+      std::vector<int32_t> idx;
+      for (int32_t r = 0; r < rows; ++r) {
+        if (rng.next() % 3 != 0) idx.push_back(r);
+      }
+      for (size_t i = idx.size(); i > 1; --i) std::swap(idx[i - 1], idx[rng.next() % i]);
+      const auto n_idx = static_cast<int64_t>(idx.size());
+      // gemm_rows
+      const size_t xrb = row_bytes(DType::q8_0, k);
+      std::vector<uint8_t> x(xrb * static_cast<size_t>(n_tok));
+      std::vector<float> xf(static_cast<size_t>(k));
+      for (int64_t t = 0; t < n_tok; ++t) {
+        for (auto& v : xf) v = rng.uniform(-1.0f, 1.0f);
+        ref.quantize_row_q8_0(xf.data(), x.data() + t * xrb, k);
+      }
+      std::vector<float> want(static_cast<size_t>(rows * n_tok), -7.0f), got(want.size(), -7.0f);
+      gr(k, n_idx, idx.data(), w.data(), wrb, x.data(), xrb, n_tok, want.data(), rows);
+      gf(k, n_idx, idx.data(), w.data(), wrb, x.data(), xrb, n_tok, got.data(), rows);
+      for (int64_t t = 0; t < n_tok; ++t) {
+        for (int64_t r = 0; r < rows; ++r) {
+          const bool listed = std::find(idx.begin(), idx.end(), static_cast<int32_t>(r)) != idx.end();
+          const double bound =
+              listed ? (static_cast<double>(k / 32) + 4) * k_u * abs_terms(d, k, w.data() + r * wrb, x.data() + t * xrb) : 0.0;
+          const float g = got[t * rows + r], wv = want[t * rows + r];
+          ++rep.checks;
+          if (!(std::fabs(static_cast<double>(g) - wv) <= bound) || (!listed && g != -7.0f)) {
+            rep.fail(where(fast, "gemm_rows", d, k, rows, n_tok, r, t) + ": got " + std::to_string(g) + " want " +
+                     std::to_string(wv));
+          }
+        }
+      }
+      // axpy_rows: coefficients a (n_tok, rows), some zero
+      std::vector<float> a(static_cast<size_t>(n_tok * rows));
+      for (auto& v : a) v = rng.next() % 4 == 0 ? 0.0f : rng.uniform(-1.0f, 1.0f);
+      const int64_t ys = k + 1;
+      std::vector<float> y0(static_cast<size_t>(n_tok * ys));
+      for (auto& v : y0) v = rng.uniform(-1.0f, 1.0f);
+      std::vector<float> ya = y0, yb = y0;
+      ar(k, n_idx, idx.data(), w.data(), wrb, a.data(), rows, n_tok, ya.data(), ys);
+      af(k, n_idx, idx.data(), w.data(), wrb, a.data(), rows, n_tok, yb.data(), ys);
+      for (int64_t t = 0; t < n_tok; ++t) {
+        double scale = std::fabs(y0[t * ys]);
+        for (int64_t i = 0; i < n_idx; ++i) scale += std::fabs(a[t * rows + idx[i]]) * (d == DType::q4_0 ? 0.4 : 6.4);
+        for (int64_t i = 0; i < k; ++i) {
+          const size_t j = static_cast<size_t>(t * ys + i);
+          // n_idx sequential adds, each fused or not: (n_idx + 2) * 2^-23 * (|y0| + sum |a w|)
+          const double bound = (static_cast<double>(n_idx) + 2) * k_u * (scale + std::fabs(y0[j])) + 1e-30;
+          ++rep.checks;
+          if (!(std::fabs(static_cast<double>(yb[j]) - ya[j]) <= bound)) {
+            rep.fail(where(fast, "axpy_rows", d, k, n_idx, n_tok, i, t) + ": got " + std::to_string(yb[j]) +
+                     " want " + std::to_string(ya[j]));
+            break;
+          }
+        }
+      }
+    }
+  }
+}
+
 inline constexpr DType k_weight_dtypes[] = {DType::q4_0, DType::q8_0, DType::f16, DType::bf16, DType::f32};
 
 // vec_dot + gemv over all k x rows (768 rows up to k = 1536), gemm over tokens 1..9.
@@ -349,6 +422,7 @@ inline Report check_table(const KernelTable& fast, const KernelTable& ref, uint6
   check_quantize(fast, ref, rep, seed);
   for (DType d : k_weight_dtypes) check_matmuls(fast, ref, d, rep, seed + 100);
   for (DType d : {DType::q4_0, DType::q8_0, DType::f32}) check_axpy(fast, ref, d, rep, seed + 200);
+  for (DType d : {DType::q4_0, DType::q8_0}) check_rows(fast, ref, d, rep, seed + 250);
   check_elementwise(fast, ref, rep, seed + 300);
   return rep;
 }

@@ -1,3 +1,4 @@
+#define CATCH_CONFIG_EXTERNAL_INTERFACES
 #include <catch2/catch.hpp>
 
 #include <cstdlib>
@@ -12,6 +13,15 @@ namespace {
 
 // The test main calls this for the [gpu] ctest entry and skips (exit 77) without a device.
 const bool k_probe = test::register_probe("vulkan", testing::vulkan_probe);
+
+struct ReleaseFixtures : Catch::TestEventListenerBase {
+  using TestEventListenerBase::TestEventListenerBase;
+  void testRunEnded(const Catch::TestRunStats& stats) override {
+    testing::release_fixtures();
+    TestEventListenerBase::testRunEnded(stats);
+  }
+};
+CATCH_REGISTER_LISTENER(ReleaseFixtures)
 
 DeviceCaps made_up(DeviceType type, uint64_t local_bytes, std::string name) {
   DeviceCaps c;

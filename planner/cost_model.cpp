@@ -212,9 +212,6 @@ LayerCost CostModel::layer_cost(uint32_t layer, const LayerLoad& load, const Pla
     c.storage_us = us_for_bytes(c.storage_bytes, storage_gbps_) +
                    std::min(1.0, c.storage_misses) * storage_latency_us_;
   }
-  const double cpu_end = std::max(c.attention_us, c.storage_us) + c.cpu_experts_us;
-  const double gpu_end = std::max(c.attention_us, c.upload_us) + c.gpu_experts_us;
-  const double compute = std::max(cpu_end, gpu_end);
   const bool cpu_work = !attn_gpu || load.n_ram_cpu + load.n_storage > 0;
   const bool gpu_work = attn_gpu || load.n_gpu_pinned + load.n_gpu_dynamic > 0;
   c.sync_us = cpu_work && gpu_work ? submit_wait_us_ : 0.0;
@@ -224,7 +221,8 @@ LayerCost CostModel::layer_cost(uint32_t layer, const LayerLoad& load, const Pla
                        c.storage_bytes;
     c.bandwidth_us = us_for_bytes(bus, shared_gbps_);
   }
-  c.total_us = std::max(compute, c.bandwidth_us) + c.sync_us;
+  c.total_us = combine_layer_us(c.attention_us, c.cpu_experts_us, c.gpu_experts_us, c.upload_us,
+                                c.storage_us, c.sync_us, c.bandwidth_us);
   return c;
 }
 

@@ -73,6 +73,16 @@
 
 namespace tandem {
 
+// One layer's time from its parts (us), the overlap rule above:
+//   max(max(attention, storage) + cpu_experts, max(attention, upload) + gpu_experts, bandwidth) + sync
+inline double combine_layer_us(double attention, double cpu_experts, double gpu_experts, double upload,
+                               double storage, double sync, double bandwidth) {
+  const double cpu_end = (attention > storage ? attention : storage) + cpu_experts;
+  const double gpu_end = (attention > upload ? attention : upload) + gpu_experts;
+  const double compute = cpu_end > gpu_end ? cpu_end : gpu_end;
+  return (compute > bandwidth ? compute : bandwidth) + sync;
+}
+
 struct CostOptions {
   DType expert_dtype = DType::q4_0;
   DType dense_dtype = DType::q4_0;  // attention weights

@@ -10,6 +10,8 @@ namespace tandem {
 using planner_json::at;
 using planner_json::json;
 using planner_json::Reader;
+using planner_json::read_text_file;
+using planner_json::write_text_file;
 using planner_json::sub;
 
 namespace {

@@ -5,7 +5,7 @@
 #include <fstream>
 #include <sstream>
 
-namespace tandem {
+namespace tandem::planner_json {
 
 Result<std::string> read_text_file(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
@@ -31,4 +31,4 @@ Status write_text_file(const std::filesystem::path& path, std::string_view text)
   return Status::success();
 }
 
-}  // namespace tandem
+}  // namespace tandem::planner_json

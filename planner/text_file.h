@@ -1,4 +1,4 @@
-// Whole-file text reads and writes for the planner's JSON files, errors as Status.
+// Whole-file text reads and writes for the planner's JSON files, errors as Status (internal).
 #pragma once
 
 #include <filesystem>
@@ -7,9 +7,9 @@
 
 #include "core/status.h"
 
-namespace tandem {
+namespace tandem::planner_json {
 
 Result<std::string> read_text_file(const std::filesystem::path& path);
 Status write_text_file(const std::filesystem::path& path, std::string_view text);
 
-}  // namespace tandem
+}  // namespace tandem::planner_json

@@ -250,7 +250,7 @@ std::vector<Case> cases() {
       {"unknown dtype id", with([](Spec& s) { s.tensors[1].type = 1000; }), "unsupported dtype unknown"},
       {"ne0 not a multiple of the block size", with([](Spec& s) { s.tensors[1].ne = {48, 2}; }),
        "ne0 = 48 is not a multiple of the q8_0 block size 32"},
-      {"duplicate tensor name", with([](Spec& s) { s.tensors[1].name = "a"; }), "duplicate tensor name 'a'"},
+      {"duplicate tensor name", with([](Spec& s) { s.tensors[1].name = s.tensors[0].name; }), "duplicate tensor name 'a'"},
       {"tensor name too long", with([](Spec& s) { s.tensors[1].name = std::string(64, 'x'); }), "is 64 bytes long"},
       {"misaligned offset", with([](Spec& s) { s.tensors[1].offset = 40; }), "not a multiple of the alignment 32"},
       {"overlapping offset", with([](Spec& s) { s.tensors[1].offset = 0; }), "has data offset 0 but 32 was expected"},

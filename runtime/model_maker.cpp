@@ -22,13 +22,18 @@
 //    softmax(b)); b_e = -skew * ln(1 + rank_l(e)), rank_l a per-layer permutation from the
 //    seed. So expert popularity is Zipf-like with exponent --skew and the hot experts differ
 //    per layer; skew 0 gives flat routing. Tokens sharing topics route alike.
-//  * Expert gate rows: g_j = z_j + mu_j * (u0 . x_normed) * r/(a*sqrt(d)) with z_j of unit
+//  * Expert gate rows: g_j = z_j - mu_j * (u0 . x_normed) * r/(a*sqrt(d)) with z_j of unit
 //    variance over tokens, so a neuron's pre-activation is ~N(-mu_j, 1); mu_j = mu0 + N(0,1)
 //    per neuron with mu0 = Phi^-1(s)*sqrt(2), hence the fraction of gate values <= 0 over
 //    tokens and neurons is s = --relu-sparsity, with hot and cold neurons as in ReLU models.
-//  * Norm weights 1 +- 0.09 (uniform); output_norm additionally 3/sqrt(d), so logits have a
-//    std of ~3 for tied and untied heads. Gate/up/V rows are divided by the norm weight that
-//    multiplies their input, so the statistics above hold exactly in the normed space.
+//  * Norm weights 1 +- 0.09 (uniform). output_norm is 1.5/sqrt(d) times that with a random sign
+//    per element: logits then have a std of ~1.5 for tied and untied heads, and with tied
+//    embeddings the token just read does not win the next-token logits (the residual is
+//    dominated by its own embedding; an all-positive norm would make every model a copier).
+//    Gate/up/V rows are divided by the norm weight that multiplies their input, so the
+//    statistics above hold exactly in the normed space.
+//  * Not modelled: temporal locality beyond what shared topic directions and attention mixing
+//    give; routing of consecutive tokens is only weakly correlated.
 #include "runtime/model_maker.h"
 
 #include <tbb/blocked_range.h>
@@ -178,7 +183,11 @@ Design make_design(const ModelShape& s, const MakeModelOptions& opts) {
     }
     g.router_bias.push_back(std::move(bias));
   }
-  g.output_norm = norm_weights(stream_key(opts.seed, s_output_norm, 0), g.d, 3.0f / std::sqrt(static_cast<float>(g.d)));
+  g.output_norm = norm_weights(stream_key(opts.seed, s_output_norm, 0), g.d, 1.5f / std::sqrt(static_cast<float>(g.d)));
+  const uint64_t sign_key = stream_key(opts.seed, s_output_norm, 1);
+  for (uint32_t i = 0; i < g.d; ++i) {
+    if (splitmix64(sign_key + i) & 1) g.output_norm[i] = -g.output_norm[i];
+  }
   g.eps = 0.7 / std::sqrt(2.0 * s.n_layer);
   g.mu0 = normal_quantile(opts.relu_sparsity) * std::sqrt(1.0 + k_tau * k_tau);
   const double m = -g.mu0, sd = std::sqrt(1.0 + k_tau * k_tau);

@@ -160,7 +160,7 @@ Result<VocabData> vocab_from_tiktoken(const std::filesystem::path& ranks_file, u
 
   // The merge that makes token r: run rank-BPE on its bytes allowing only merges into tokens of
   // lower rank; what remains is the last pair BPE joins (HF's TikTokenConverter does the same).
-  // Listing them in order of r makes merge rank order equal tiktoken's rank order.
+  // Listing them in order of r makes a merge's rank follow the rank of the token it makes.
   struct Part {
     uint32_t start, len;
   };

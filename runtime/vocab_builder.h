@@ -1,13 +1,23 @@
 // VocabData: the `tokenizer.ggml.*` content the model maker writes (spec §3.5, §4).
 //
 // vocab_from_tiktoken(): the real Qwen2 vocabulary from a tiktoken ranks file
-//   (`base64(token bytes) rank` per line; ids = ranks), tokens in GPT-2 byte->unicode form,
-//   merges derived from the ranks, `pre = qwen2`, special tokens <|endoftext|> 151643,
-//   <|im_start|> 151644, <|im_end|> 151645 (CONTROL), `[PAD{i}]` (UNUSED) up to n_vocab,
-//   bos 151643, eos 151645, a ChatML chat template.
-// vocab_builtin(): a small byte-level BPE learned (deterministically) from text shipped
-//   with Tandem: 256 byte tokens + learned merges + the same three specials at the end,
-//   padded to n_vocab; `pre = qwen2`, same chat template.
+//   (`base64(token bytes) rank` per line; ids = ranks, which must be exactly 0..N-1; blank
+//   lines skipped), tokens in GPT-2 byte->unicode form, `pre = qwen2`, special tokens
+//   <|endoftext|> N, <|im_start|> N+1, <|im_end|> N+2 (CONTROL; N = 151643 for qwen.tiktoken),
+//   `[PAD{id}]` (UNUSED) up to n_vocab, bos N, eos N+2, padding N, add_bos false, ChatML template.
+//   Merges are derived from the ranks: for each multi-byte token, rank-BPE over its bytes that
+//   may only form tokens of lower rank leaves exactly two parts, its merge (as HF's
+//   TikTokenConverter), listed in the rank order of the tokens they make (151,387 merges
+//   for qwen.tiktoken; with them, merge-rank BPE reproduces llama.cpp's qwen2 test vectors). Errors name the file and line: no space,
+//   bad base64, bad/duplicate/missing rank, repeated bytes, a missing single byte, too small
+//   an n_vocab.
+// vocab_builtin(): a small byte-level BPE learned (deterministically) from builtin_corpus():
+//   classic BPE training over qwen2-pre-tokenized words (merge the most frequent adjacent
+//   pair, ties to the smallest (left id, right id); pairs seen once still merge), ids 0..255 =
+//   bytes 0..255, then one token per merge whose bytes are new, up to n_vocab - 3 tokens; the
+//   same three specials follow, then `[PAD{id}]` when the corpus runs out (about 3,800 tokens).
+//   A smaller n_vocab gives a prefix of a larger one's tokens and merges. n_vocab < 259 is
+//   raised to 259.
 #pragma once
 
 #include <cstdint>
@@ -39,7 +49,6 @@ struct VocabData {
 };
 
 Result<VocabData> vocab_from_tiktoken(const std::filesystem::path& ranks_file, uint32_t n_vocab);
-// n_vocab >= 259 + n_merges; the BPE part has min(n_vocab - 3, 256 + max_merges) tokens.
 VocabData vocab_builtin(uint32_t n_vocab);
 
 }  // namespace tandem

@@ -22,24 +22,49 @@ struct Variant {
   bool transpose_down;
   bool tied;
   ExpertGating gating;
-  // NMSE bound of all logits against the reference. f32/f16/bf16 weights: both sides compute in
-  // f32 from the same weights, the differences are summation order (measured < 1e-13).
+  // NMSE bound of the logits against the reference. f32/f16 weights: both sides compute in
+  // f32 from the same weights, the differences are summation order (measured ~1.3e-14).
   // q8_0/q4_0: the runtime quantizes activations to q8_0 before every quantized mul_mat, as
-  // ggml does, while the reference keeps them f32; measured ~2e-6 (q8_0) and ~4e-6 (q4_0) on
-  // these models, bounds with a 10x margin.
+  // ggml does, while the reference keeps them f32; measured 1.7e-5 (q8_0) and 1.5e-5 (q4_0,
+  // over the tokens whose routing agrees), per token up to 4.3e-5: bounds 1e-4.
   double bound;
 };
 
 constexpr Variant k_variants[] = {
     {"f32", DType::f32, false, true, ExpertGating::sigmoid, 1e-10},
     {"f16", DType::f16, false, true, ExpertGating::sigmoid, 1e-10},
-    {"q8_0", DType::q8_0, false, true, ExpertGating::sigmoid, 3e-5},
-    {"q4_0", DType::q4_0, false, true, ExpertGating::sigmoid, 5e-5},
+    {"q8_0", DType::q8_0, false, true, ExpertGating::sigmoid, 1e-4},
+    {"q4_0", DType::q4_0, false, true, ExpertGating::sigmoid, 1e-4},
     {"f32 transposed down", DType::f32, true, true, ExpertGating::sigmoid, 1e-10},
-    {"q4_0 transposed down", DType::q4_0, true, true, ExpertGating::sigmoid, 5e-5},
+    {"q4_0 transposed down", DType::q4_0, true, true, ExpertGating::sigmoid, 1e-4},
     {"f32 untied", DType::f32, false, false, ExpertGating::sigmoid, 1e-10},
     {"f32 softmax gating", DType::f32, false, true, ExpertGating::softmax, 1e-10},
-    {"q4_0 untied softmax", DType::q4_0, false, false, ExpertGating::softmax, 5e-5},
+    {"q4_0 untied softmax", DType::q4_0, false, false, ExpertGating::softmax, 1e-4},
+};
+
+std::vector<int32_t> sorted(std::vector<int32_t> v) {
+  std::sort(v.begin(), v.end());
+  return v;
+}
+
+// The routing the runtime reported, by (layer, position).
+class RoutingLog final : public ForwardObserver {
+ public:
+  RoutingLog(uint32_t n_layer, size_t n_pos, uint32_t k) : k_(k), ids_(n_layer, std::vector<int32_t>(n_pos * k, -1)) {}
+  void on_routing(uint32_t layer, std::span<const int32_t> positions, std::span<const int32_t> ids,
+                  std::span<const float>) override {
+    for (size_t i = 0; i < positions.size(); ++i)
+      std::copy_n(ids.begin() + static_cast<ptrdiff_t>(i * k_), k_,
+                  ids_[layer].begin() + static_cast<ptrdiff_t>(static_cast<size_t>(positions[i]) * k_));
+  }
+  std::vector<int32_t> set(uint32_t layer, size_t pos) const {
+    const auto b = ids_[layer].begin() + static_cast<ptrdiff_t>(pos * k_);
+    return sorted(std::vector<int32_t>(b, b + k_));
+  }
+
+ private:
+  size_t k_;
+  std::vector<std::vector<int32_t>> ids_;
 };
 
 int32_t argmax(std::span<const float> row) {
@@ -58,6 +83,7 @@ TEST_CASE("golden: runtime logits match the reference on tiny models", "[golden]
     mo.transpose_down = v.transpose_down;
     mo.tied = v.tied;
     mo.gating = v.gating;
+    mo.n_ff_exp = 96;  // != n_embd, which the transposed layout needs
     auto model = testing::make_and_load(mo, dir / "m.gguf");
     INFO(model.status().message());
     REQUIRE(model.ok());
@@ -67,37 +93,71 @@ TEST_CASE("golden: runtime logits match the reference on tiny models", "[golden]
     REQUIRE(s.gating == v.gating);
 
     const auto prompt = testing::random_tokens(24, s.n_vocab, 1234);
+    cpu::reference::ForwardTrace trace;
     std::vector<float> expected;
-    REQUIRE(cpu::reference::forward(s, model->weights(), prompt, expected).ok());
+    REQUIRE(cpu::reference::forward(s, model->weights(), prompt, expected, &trace).ok());
     auto fwd = Forward::create(s, model->weights(), {7, 2});
     REQUIRE(fwd.ok());
+    RoutingLog routing(s.n_layer, prompt.size(), s.n_expert_used);
+    (*fwd)->set_observer(&routing);
     auto kv = KvCache::create(s, {64, 7, DType::f32});
     REQUIRE(kv.ok());
     auto got = testing::eval_in_steps(**fwd, *kv, prompt, prompt.size());
     REQUIRE(got.ok());
-    const double e = test::nmse(*got, expected);
+    (*fwd)->set_observer(nullptr);
+
+    // Routing compared as sets per (layer, token). A token whose routing differs anywhere is
+    // a near-tie flipped by the activation rounding (quantized variants only); it is left out
+    // of the logits comparison, and there may be only a few.
+    std::vector<bool> flipped(prompt.size(), false);
+    int n_flips = 0;
+    for (uint32_t il = 0; il < s.n_layer; ++il) {
+      for (size_t t = 0; t < prompt.size(); ++t) {
+        if (routing.set(il, t) != sorted(trace.routing[il][t].experts)) {
+          flipped[t] = true;
+          ++n_flips;
+        }
+      }
+    }
+    INFO("routing flips " << n_flips);
+    CHECK(n_flips <= (v.dtype == DType::f32 || v.dtype == DType::f16 ? 0 : 2));
+    std::vector<float> a, b;
+    for (size_t t = 0; t < prompt.size(); ++t) {
+      if (flipped[t]) continue;
+      a.insert(a.end(), got->begin() + static_cast<ptrdiff_t>(t * s.n_vocab), got->begin() + static_cast<ptrdiff_t>((t + 1) * s.n_vocab));
+      b.insert(b.end(), expected.begin() + static_cast<ptrdiff_t>(t * s.n_vocab), expected.begin() + static_cast<ptrdiff_t>((t + 1) * s.n_vocab));
+    }
+    const double e = test::nmse(a, b);
     INFO("nmse " << e);
     CHECK(e < v.bound);
 
-    // Greedy continuation of 32 tokens: the runtime decodes token by token from its cache, the
-    // reference recomputes the whole prefix every step.
+    // Greedy continuation of 32 tokens: the runtime decodes token by token from its cache; at
+    // every step the reference recomputes the runtime's whole prefix and must pick the same
+    // token. Quantized variants may take the other side of a near-tie (reference logits within
+    // k_tie of each other, ~5x the logit noise of q8_0 activations), at most twice.
     std::vector<int32_t> seq(prompt.begin(), prompt.begin() + 8);
     std::vector<float> logits;
     kv->clear();
     REQUIRE((*fwd)->eval(*kv, seq, LogitsRows::last, logits).ok());
-    std::vector<int32_t> ours;
+    const bool exact = v.dtype == DType::f32 || v.dtype == DType::f16;
+    constexpr float k_tie = 0.1f;
+    int n_ties = 0;
     for (int i = 0; i < 32; ++i) {
-      ours.push_back(argmax(logits));
-      if (i + 1 < 32) REQUIRE((*fwd)->eval(*kv, std::span<const int32_t>(&ours.back(), 1), LogitsRows::last, logits).ok());
+      const int32_t ours = argmax(logits);
+      REQUIRE(cpu::reference::forward(s, model->weights(), seq, expected).ok());
+      const auto ref_row = std::span<const float>(expected).subspan((seq.size() - 1) * s.n_vocab, s.n_vocab);
+      const int32_t theirs = argmax(ref_row);
+      if (ours != theirs) {
+        INFO("step " << i << ": runtime " << ours << " (reference logit " << ref_row[static_cast<size_t>(ours)]
+                     << "), reference " << theirs << " (" << ref_row[static_cast<size_t>(theirs)] << ")");
+        CHECK(!exact);
+        CHECK(ref_row[static_cast<size_t>(ours)] >= ref_row[static_cast<size_t>(theirs)] - k_tie);
+        ++n_ties;
+      }
+      seq.push_back(ours);
+      if (i + 1 < 32) REQUIRE((*fwd)->eval(*kv, std::span<const int32_t>(&seq.back(), 1), LogitsRows::last, logits).ok());
     }
-    std::vector<int32_t> ref_seq = seq;
-    std::vector<int32_t> theirs;
-    for (int i = 0; i < 32; ++i) {
-      REQUIRE(cpu::reference::forward(s, model->weights(), ref_seq, expected).ok());
-      theirs.push_back(argmax(std::span<const float>(expected).subspan((ref_seq.size() - 1) * s.n_vocab, s.n_vocab)));
-      ref_seq.push_back(theirs.back());
-    }
-    CHECK(ours == theirs);
+    CHECK(n_ties <= 2);
   }
 }
 

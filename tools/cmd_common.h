@@ -1,8 +1,10 @@
 // Options shared by `tandem run`, `chat` and `perplexity`, with llama.cpp's flag names.
 //
 // llama.cpp spells some flags with one dash and several letters (-ub, -ctk, -ctv, -sys),
-// which CLI11 cannot declare; those subcommands allow extras and take such flags (and only
-// those) from the leftovers with take_llama_flags(). Anything else left over is an error.
+// which CLI11 cannot declare, and which it would read as -c/-s with an attached value were
+// those declared. So -c and -s are not declared to CLI11 either (only --ctx-size, --seed):
+// the subcommands allow extras and take_llama_flags() reads -c, -s, -ub, -ctk, -ctv and -sys
+// (each followed by its value) from the leftovers. Anything else left over is an error.
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -33,7 +35,7 @@ struct CommonOptions {
 
 inline void add_model_options(CLI::App& sub, CommonOptions& o) {
   sub.add_option("-m,--model", o.model, "GGUF model file (default: $TANDEM_MODEL or models/default.gguf)");
-  sub.add_option("-c,--ctx-size", o.n_ctx, "context size in tokens (0 = the model's)")->capture_default_str();
+  sub.add_option("--ctx-size", o.n_ctx, "context size in tokens, 0 = the model's (also -c N)")->capture_default_str();
   sub.add_option("-t,--threads", o.n_threads, "CPU threads (0 = all)")->capture_default_str();
   sub.add_option("--ubatch,--ubatch-size", o.n_ubatch, "tokens per ubatch (also -ub N)")->capture_default_str();
   sub.add_option("--cache-type-k,--cache-type-v", o.cache_type, "KV cache type for K and V: f16 or f32 (also -ctk/-ctv)")
@@ -50,26 +52,39 @@ inline void add_sampling_options(CLI::App& sub, CommonOptions& o) {
   sub.add_option("--repeat-penalty", s.repeat_penalty, "repetition penalty (1: off)")->capture_default_str();
   sub.add_option("--repeat-last-n", s.repeat_last_n, "tokens the penalty looks back (0: off, -1: all)")
       ->capture_default_str();
-  sub.add_option("-s,--seed", s.seed, "random seed (default: random)");
+  sub.add_option("--seed", s.seed, "random seed (also -s N; default: random)");
 }
 
-// Takes -ub N, -ctk T, -ctv T and (when `allow_sys`) -sys TEXT from the leftovers.
+// Takes -c N, -s N, -ub N, -ctk T, -ctv T and (when `allow_sys`) -sys TEXT from the leftovers.
 inline Status take_llama_flags(const CLI::App& sub, CommonOptions& o, bool allow_sys) {
   const std::vector<std::string> rest = sub.remaining();
+  auto number = [](const std::string& flag, const std::string& v, unsigned long lo, unsigned long hi,
+                   uint32_t& out) -> Status {
+    size_t used = 0;
+    unsigned long n = 0;
+    try {
+      n = std::stoul(v, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used == 0 || used != v.size() || v[0] == '-' || n < lo || n > hi) {
+      return make_error(ErrorCode::invalid_argument, "{}: '{}' is not a number in [{}, {}]", flag, v, lo, hi);
+    }
+    out = static_cast<uint32_t>(n);
+    return Status::success();
+  };
   for (size_t i = 0; i < rest.size(); ++i) {
     const std::string& f = rest[i];
-    const bool known = f == "-ub" || f == "-ctk" || f == "-ctv" || (allow_sys && f == "-sys");
+    const bool known = f == "-c" || f == "-s" || f == "-ub" || f == "-ctk" || f == "-ctv" || (allow_sys && f == "-sys");
     if (!known) return make_error(ErrorCode::invalid_argument, "unknown argument '{}' (see --help)", f);
     if (i + 1 >= rest.size()) return make_error(ErrorCode::invalid_argument, "{} needs a value", f);
     const std::string& v = rest[++i];
-    if (f == "-ub") {
-      try {
-        const long n = std::stol(v);
-        if (n <= 0) throw std::out_of_range("ub");
-        o.n_ubatch = static_cast<uint32_t>(n);
-      } catch (const std::exception&) {
-        return make_error(ErrorCode::invalid_argument, "-ub: '{}' is not a positive number", v);
-      }
+    if (f == "-c") {
+      TANDEM_RETURN_IF_ERROR(number(f, v, 0, 1ul << 24, o.n_ctx));
+    } else if (f == "-s") {
+      TANDEM_RETURN_IF_ERROR(number(f, v, 0, 0xFFFFFFFFul, o.sampling.seed));
+    } else if (f == "-ub") {
+      TANDEM_RETURN_IF_ERROR(number(f, v, 1, 1ul << 20, o.n_ubatch));
     } else if (f == "-sys") {
       o.system_prompt = v;
     } else {

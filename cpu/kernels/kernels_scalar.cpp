@@ -148,6 +148,23 @@ void axpy_f32(int64_t k, int64_t n_tok, const float* a, const void* row, float* 
   }
 }
 
+template <GemmFn Gemm>
+void gemm_rows(int64_t k, int64_t n_idx, const int32_t* idx, const void* w, size_t wrb, const void* x, size_t xrb,
+               int64_t n_tok, float* y, int64_t ys) {
+  for (int64_t i = 0; i < n_idx; ++i) {
+    Gemm(k, 1, static_cast<const uint8_t*>(w) + static_cast<size_t>(idx[i]) * wrb, wrb, x, xrb, n_tok, y + idx[i], ys);
+  }
+}
+
+template <AxpyFn Axpy>
+void axpy_rows(int64_t k, int64_t n_idx, const int32_t* idx, const void* w, size_t wrb, const float* a,
+               int64_t a_stride, int64_t n_tok, float* y, int64_t ys) {
+  for (int64_t i = 0; i < n_idx; ++i) {
+    const void* row = static_cast<const uint8_t*>(w) + static_cast<size_t>(idx[i]) * wrb;
+    for (int64_t t = 0; t < n_tok; ++t) Axpy(k, 1, &a[t * a_stride + idx[i]], row, y + t * ys, ys);
+  }
+}
+
 void rms_norm(int64_t n, const float* x, const float* w, float eps, float* y) {
   double sum = 0.0;
   for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(x[i] * x[i]);
@@ -210,6 +227,10 @@ void fill_scalar(KernelTable& t) {
   t.gemm_f32 = gemm_f32;
   t.axpy_q4_0_f32 = axpy_q4_0_f32;
   t.axpy_q8_0_f32 = axpy_q8_0_f32;
+  t.gemm_rows_q4_0_q8_0 = gemm_rows<gemm_q4_0_q8_0>;
+  t.gemm_rows_q8_0_q8_0 = gemm_rows<gemm_q8_0_q8_0>;
+  t.axpy_rows_q4_0_f32 = axpy_rows<axpy_q4_0_f32>;
+  t.axpy_rows_q8_0_f32 = axpy_rows<axpy_q8_0_f32>;
   t.axpy_f32 = axpy_f32;
   t.rms_norm = rms_norm;
   t.soft_max = soft_max;

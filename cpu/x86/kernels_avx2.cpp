@@ -56,8 +56,19 @@ inline float hsum(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
+// Which rows a GEMM reads: rows 0..n-1 of (base, stride), or rows idx[0..n-1]; list entry i
+// writes column row(i) of y.
+struct RowList {
+  const uint8_t* base;
+  size_t wrb;
+  const int32_t* idx;  // nullptr: consecutive rows
+  int64_t row(int64_t i) const { return idx ? idx[i] : i; }
+};
+
 template <WKind K, int NR, int NT>
-inline void tile_q(int64_t nb, const uint8_t* w, size_t wrb, const BlockPrep* const* xp, float* y, int64_t ys) {
+inline void tile_q(int64_t nb, const RowList& rl, int64_t i0, const BlockPrep* const* xp, float* y, int64_t ys) {
+  const uint8_t* w[NR];
+  for (int r = 0; r < NR; ++r) w[r] = rl.base + static_cast<size_t>(rl.row(i0 + r)) * rl.wrb;
   __m256 acc[NR][NT];
   for (int r = 0; r < NR; ++r)
     for (int t = 0; t < NT; ++t) acc[r][t] = _mm256_setzero_ps();
@@ -68,14 +79,14 @@ inline void tile_q(int64_t nb, const uint8_t* w, size_t wrb, const BlockPrep* co
     __m256 dw[NR];
     for (int r = 0; r < NR; ++r) {
       if constexpr (K == WKind::q4_0) {
-        const uint8_t* p = w + r * wrb + b * sizeof(block_q4_0);
+        const uint8_t* p = w[r] + b * sizeof(block_q4_0);
         const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 2));
         wq[r] = _mm256_and_si256(_mm256_inserti128_si256(_mm256_castsi128_si256(q), _mm_srli_epi16(q, 4), 1),
                                  _mm256_set1_epi8(0x0F));
         ws[r] = wq[r];
         dw[r] = _mm256_set1_ps(_cvtsh_ss(load_u16(p)));
       } else {
-        const uint8_t* p = w + r * wrb + b * sizeof(block_q8_0);
+        const uint8_t* p = w[r] + b * sizeof(block_q8_0);
         wq[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 2));
         ws[r] = _mm256_sign_epi8(wq[r], wq[r]);
         dw[r] = _mm256_set1_ps(_cvtsh_ss(load_u16(p)));
@@ -98,39 +109,49 @@ inline void tile_q(int64_t nb, const uint8_t* w, size_t wrb, const BlockPrep* co
     }
   }
   for (int r = 0; r < NR; ++r)
-    for (int t = 0; t < NT; ++t) y[t * ys + r] = hsum(acc[r][t]);
+    for (int t = 0; t < NT; ++t) y[t * ys + rl.row(i0 + r)] = hsum(acc[r][t]);
 }
 
 template <WKind K, int NT>
-inline void rows_q(int64_t nb, int64_t n_rows, const uint8_t* w, size_t wrb, const BlockPrep* const* xp,
-                   float* y, int64_t ys) {
+inline void rows_q(int64_t nb, int64_t n_rows, const RowList& rl, const BlockPrep* const* xp, float* y, int64_t ys) {
   constexpr int NR = NT == 1 ? 4 : 2;
   int64_t r = 0;
-  for (; r + NR <= n_rows; r += NR) tile_q<K, NR, NT>(nb, w + r * wrb, wrb, xp, y + r, ys);
-  for (; r < n_rows; ++r) tile_q<K, 1, NT>(nb, w + r * wrb, wrb, xp, y + r, ys);
+  for (; r + NR <= n_rows; r += NR) tile_q<K, NR, NT>(nb, rl, r, xp, y, ys);
+  for (; r < n_rows; ++r) tile_q<K, 1, NT>(nb, rl, r, xp, y, ys);
 }
 
 template <WKind K>
-void gemm_q(int64_t k, int64_t n_rows, const void* w, size_t wrb, const void* x, size_t xrb,
-            int64_t n_tok, float* y, int64_t ys) {
+void gemm_list(int64_t k, int64_t n_rows, const RowList& rl, const void* x, size_t xrb, int64_t n_tok, float* y,
+               int64_t ys) {
   const int64_t nb = k / QK8_0;
   std::vector<BlockPrep>& buf = prep_buffer(static_cast<size_t>(nb * n_tok));
   const auto* xb = static_cast<const uint8_t*>(x);
   for (int64_t t = 0; t < n_tok; ++t) {
     prepare(reinterpret_cast<const block_q8_0*>(xb + t * xrb), nb, buf.data() + t * nb);
   }
-  const auto* wb = static_cast<const uint8_t*>(w);
   const BlockPrep* xp[4];
   for (int64_t t = 0; t < n_tok; t += 4) {
     const int64_t nt = std::min<int64_t>(4, n_tok - t);
     for (int i = 0; i < nt; ++i) xp[i] = buf.data() + (t + i) * nb;
     switch (nt) {
-      case 4: rows_q<K, 4>(nb, n_rows, wb, wrb, xp, y + t * ys, ys); break;
-      case 3: rows_q<K, 3>(nb, n_rows, wb, wrb, xp, y + t * ys, ys); break;
-      case 2: rows_q<K, 2>(nb, n_rows, wb, wrb, xp, y + t * ys, ys); break;
-      default: rows_q<K, 1>(nb, n_rows, wb, wrb, xp, y + t * ys, ys); break;
+      case 4: rows_q<K, 4>(nb, n_rows, rl, xp, y + t * ys, ys); break;
+      case 3: rows_q<K, 3>(nb, n_rows, rl, xp, y + t * ys, ys); break;
+      case 2: rows_q<K, 2>(nb, n_rows, rl, xp, y + t * ys, ys); break;
+      default: rows_q<K, 1>(nb, n_rows, rl, xp, y + t * ys, ys); break;
     }
   }
+}
+
+template <WKind K>
+void gemm_q(int64_t k, int64_t n_rows, const void* w, size_t wrb, const void* x, size_t xrb, int64_t n_tok, float* y,
+            int64_t ys) {
+  gemm_list<K>(k, n_rows, RowList{static_cast<const uint8_t*>(w), wrb, nullptr}, x, xrb, n_tok, y, ys);
+}
+
+template <WKind K>
+void gemm_rows_q(int64_t k, int64_t n_idx, const int32_t* idx, const void* w, size_t wrb, const void* x, size_t xrb,
+                 int64_t n_tok, float* y, int64_t ys) {
+  gemm_list<K>(k, n_idx, RowList{static_cast<const uint8_t*>(w), wrb, idx}, x, xrb, n_tok, y, ys);
 }
 
 template <WKind K>
@@ -312,6 +333,65 @@ void axpy_q(int64_t k, int64_t n_tok, const float* a, const void* row, float* y,
   }
 }
 
+// Block ib of a q row as 32 floats (scale not applied) and its scale.
+template <WKind K>
+inline void dequant_block(const uint8_t* row, int64_t ib, __m256 (&w)[4], float& d) {
+  __m128i lo, hi;
+  const uint8_t* b;
+  if constexpr (K == WKind::q4_0) {
+    b = row + ib * sizeof(block_q4_0);
+    const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 2));
+    lo = _mm_sub_epi8(_mm_and_si128(q, _mm_set1_epi8(0x0F)), _mm_set1_epi8(8));
+    hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(q, 4), _mm_set1_epi8(0x0F)), _mm_set1_epi8(8));
+  } else {
+    b = row + ib * sizeof(block_q8_0);
+    lo = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 2));
+    hi = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 18));
+  }
+  w[0] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo));
+  w[1] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8)));
+  w[2] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi));
+  w[3] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8)));
+  d = _cvtsh_ss(load_u16(b));
+}
+
+// NR listed rows into one token's y, y loaded/stored once per block; adds in list order.
+template <WKind K, int NR>
+inline void axpy_rows_tile(int64_t k, const uint8_t* const* rows, const float* v, float* y) {
+  for (int64_t ib = 0; ib < k / QK8_0; ++ib) {
+    __m256 acc[4];
+    for (int j = 0; j < 4; ++j) acc[j] = _mm256_loadu_ps(y + ib * 32 + 8 * j);
+    for (int r = 0; r < NR; ++r) {
+      __m256 w[4];
+      float d;
+      dequant_block<K>(rows[r], ib, w, d);
+      const __m256 c = _mm256_set1_ps(v[r] * d);
+      for (int j = 0; j < 4; ++j) acc[j] = _mm256_fmadd_ps(c, w[j], acc[j]);
+    }
+    for (int j = 0; j < 4; ++j) _mm256_storeu_ps(y + ib * 32 + 8 * j, acc[j]);
+  }
+}
+
+template <WKind K>
+void axpy_rows_q(int64_t k, int64_t n_idx, const int32_t* idx, const void* w, size_t wrb, const float* a,
+                 int64_t a_stride, int64_t n_tok, float* y, int64_t ys) {
+  const auto* wb = static_cast<const uint8_t*>(w);
+  for (int64_t i = 0; i < n_idx; i += 4) {
+    const int64_t nr = std::min<int64_t>(4, n_idx - i);
+    const uint8_t* rows[4];
+    for (int r = 0; r < nr; ++r) rows[r] = wb + static_cast<size_t>(idx[i + r]) * wrb;
+    for (int64_t t = 0; t < n_tok; ++t) {
+      float v[4];
+      for (int r = 0; r < nr; ++r) v[r] = a[t * a_stride + idx[i + r]];
+      if (nr == 4) {
+        axpy_rows_tile<K, 4>(k, rows, v, y + t * ys);
+      } else {
+        for (int r = 0; r < nr; ++r) axpy_rows_tile<K, 1>(k, rows + r, v + r, y + t * ys);
+      }
+    }
+  }
+}
+
 void axpy_f32(int64_t k, int64_t n_tok, const float* a, const void* row, float* y, int64_t ys) {
   const auto* w = static_cast<const float*>(row);
   for (int64_t t = 0; t < n_tok; ++t) {
@@ -432,6 +512,10 @@ void fill_avx2(KernelTable& t) {
   t.gemm_f32 = gemm_f<FKind::f32>;
   t.axpy_q4_0_f32 = axpy_q<WKind::q4_0>;
   t.axpy_q8_0_f32 = axpy_q<WKind::q8_0>;
+  t.gemm_rows_q4_0_q8_0 = gemm_rows_q<WKind::q4_0>;
+  t.gemm_rows_q8_0_q8_0 = gemm_rows_q<WKind::q8_0>;
+  t.axpy_rows_q4_0_f32 = axpy_rows_q<WKind::q4_0>;
+  t.axpy_rows_q8_0_f32 = axpy_rows_q<WKind::q8_0>;
   t.axpy_f32 = axpy_f32;
   t.rms_norm = rms_norm;
   t.soft_max = soft_max;

@@ -117,10 +117,20 @@ inline void load_pair(const uint8_t* row, int64_t p, bool two, __m512i& w, __m51
   }
 }
 
+// Which rows a GEMM reads: rows 0..n-1 of (base, stride), or rows idx[0..n-1]; the result
+// of list entry i goes to column out(i) (= the row number) of y.
+struct RowList {
+  const uint8_t* base;
+  size_t wrb;
+  const int32_t* idx;  // nullptr: consecutive rows
+  int64_t row(int64_t i) const { return idx ? idx[i] : i; }
+};
+
 // NR rows x NT tokens, all pairs.
 template <WKind K, int NR, int NT>
-inline void tile_q(int64_t nb, const uint8_t* w, size_t wrb, const PairPrep* const* xp, float* y,
-                   int64_t ys) {
+inline void tile_q(int64_t nb, const RowList& rl, int64_t i0, const PairPrep* const* xp, float* y, int64_t ys) {
+  const uint8_t* w[NR];
+  for (int r = 0; r < NR; ++r) w[r] = rl.base + static_cast<size_t>(rl.row(i0 + r)) * rl.wrb;
   __m512 acc[NR][NT];
   for (int r = 0; r < NR; ++r)
     for (int t = 0; t < NT; ++t) acc[r][t] = _mm512_setzero_ps();
@@ -129,7 +139,7 @@ inline void tile_q(int64_t nb, const uint8_t* w, size_t wrb, const PairPrep* con
     const bool two = 2 * p + 1 < nb;
     __m512i wq[NR];
     __m512 dw[NR];
-    for (int r = 0; r < NR; ++r) load_pair<K>(w + r * wrb, p, two, wq[r], dw[r]);
+    for (int r = 0; r < NR; ++r) load_pair<K>(w[r], p, two, wq[r], dw[r]);
     for (int t = 0; t < NT; ++t) {
       const PairPrep& x = xp[t][p];
       const __m512i xq = _mm512_load_si512(x.qs);
@@ -142,21 +152,20 @@ inline void tile_q(int64_t nb, const uint8_t* w, size_t wrb, const PairPrep* con
     }
   }
   for (int r = 0; r < NR; ++r)
-    for (int t = 0; t < NT; ++t) y[t * ys + r] = hsum(acc[r][t]);
+    for (int t = 0; t < NT; ++t) y[t * ys + rl.row(i0 + r)] = hsum(acc[r][t]);
 }
 
 template <WKind K, int NT>
-inline void rows_q(int64_t nb, int64_t n_rows, const uint8_t* w, size_t wrb, const PairPrep* const* xp,
-                   float* y, int64_t ys) {
+inline void rows_q(int64_t nb, int64_t n_rows, const RowList& rl, const PairPrep* const* xp, float* y, int64_t ys) {
   constexpr int NR = NT == 1 ? 4 : 2;
   int64_t r = 0;
-  for (; r + NR <= n_rows; r += NR) tile_q<K, NR, NT>(nb, w + r * wrb, wrb, xp, y + r, ys);
-  for (; r < n_rows; ++r) tile_q<K, 1, NT>(nb, w + r * wrb, wrb, xp, y + r, ys);
+  for (; r + NR <= n_rows; r += NR) tile_q<K, NR, NT>(nb, rl, r, xp, y, ys);
+  for (; r < n_rows; ++r) tile_q<K, 1, NT>(nb, rl, r, xp, y, ys);
 }
 
 template <WKind K>
-void gemm_q(int64_t k, int64_t n_rows, const void* w, size_t wrb, const void* x, size_t xrb,
-            int64_t n_tok, float* y, int64_t ys) {
+void gemm_list(int64_t k, int64_t n_rows, const RowList& rl, const void* x, size_t xrb, int64_t n_tok, float* y,
+               int64_t ys) {
   const int64_t nb = k / QK8_0;
   const int64_t np = (nb + 1) / 2;
   std::vector<PairPrep>& buf = prep_buffer(static_cast<size_t>(np * n_tok));
@@ -164,18 +173,29 @@ void gemm_q(int64_t k, int64_t n_rows, const void* w, size_t wrb, const void* x,
   for (int64_t t = 0; t < n_tok; ++t) {
     prepare<K>(reinterpret_cast<const block_q8_0*>(xb + t * xrb), nb, buf.data() + t * np);
   }
-  const auto* wb = static_cast<const uint8_t*>(w);
-  int64_t t = 0;
   const PairPrep* xp[4];
-  for (; t + 4 <= n_tok; t += 4) {
-    for (int i = 0; i < 4; ++i) xp[i] = buf.data() + (t + i) * np;
-    rows_q<K, 4>(nb, n_rows, wb, wrb, xp, y + t * ys, ys);
+  for (int64_t t = 0; t < n_tok; t += 4) {
+    const int64_t nt = std::min<int64_t>(4, n_tok - t);
+    for (int i = 0; i < nt; ++i) xp[i] = buf.data() + (t + i) * np;
+    switch (nt) {
+      case 4: rows_q<K, 4>(nb, n_rows, rl, xp, y + t * ys, ys); break;
+      case 3: rows_q<K, 3>(nb, n_rows, rl, xp, y + t * ys, ys); break;
+      case 2: rows_q<K, 2>(nb, n_rows, rl, xp, y + t * ys, ys); break;
+      default: rows_q<K, 1>(nb, n_rows, rl, xp, y + t * ys, ys); break;
+    }
   }
-  const int64_t rest = n_tok - t;
-  for (int i = 0; i < rest; ++i) xp[i] = buf.data() + (t + i) * np;
-  if (rest == 3) rows_q<K, 3>(nb, n_rows, wb, wrb, xp, y + t * ys, ys);
-  if (rest == 2) rows_q<K, 2>(nb, n_rows, wb, wrb, xp, y + t * ys, ys);
-  if (rest == 1) rows_q<K, 1>(nb, n_rows, wb, wrb, xp, y + t * ys, ys);
+}
+
+template <WKind K>
+void gemm_q(int64_t k, int64_t n_rows, const void* w, size_t wrb, const void* x, size_t xrb, int64_t n_tok, float* y,
+            int64_t ys) {
+  gemm_list<K>(k, n_rows, RowList{static_cast<const uint8_t*>(w), wrb, nullptr}, x, xrb, n_tok, y, ys);
+}
+
+template <WKind K>
+void gemm_rows_q(int64_t k, int64_t n_idx, const int32_t* idx, const void* w, size_t wrb, const void* x, size_t xrb,
+                 int64_t n_tok, float* y, int64_t ys) {
+  gemm_list<K>(k, n_idx, RowList{static_cast<const uint8_t*>(w), wrb, idx}, x, xrb, n_tok, y, ys);
 }
 
 template <WKind K>
@@ -337,6 +357,65 @@ void axpy_q(int64_t k, int64_t n_tok, const float* a, const void* row, float* y,
   }
 }
 
+// Block ib of a q row dequantised to 32 floats (scale not applied) and its scale.
+template <WKind K>
+inline void dequant_block(const uint8_t* row, int64_t ib, __m512& w0, __m512& w1, float& d) {
+  if constexpr (K == WKind::q4_0) {
+    const uint8_t* b = row + ib * sizeof(block_q4_0);
+    const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 2));
+    const __m128i lo = _mm_sub_epi8(_mm_and_si128(q, _mm_set1_epi8(0x0F)), _mm_set1_epi8(8));
+    const __m128i hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(q, 4), _mm_set1_epi8(0x0F)), _mm_set1_epi8(8));
+    w0 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(lo));
+    w1 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(hi));
+    d = fp16_to_fp32(load_u16(b));
+  } else {
+    const uint8_t* b = row + ib * sizeof(block_q8_0);
+    w0 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 2))));
+    w1 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 18))));
+    d = fp16_to_fp32(load_u16(b));
+  }
+}
+
+// NR listed rows into one token's y: y is loaded and stored once per block for all NR rows;
+// the adds happen in list order, as NR single-row axpys would.
+template <WKind K, int NR>
+inline void axpy_rows_tile(int64_t k, const uint8_t* const* w, const float* v, float* y) {
+  for (int64_t ib = 0; ib < k / QK8_0; ++ib) {
+    __m512 y0 = _mm512_loadu_ps(y + ib * 32), y1 = _mm512_loadu_ps(y + ib * 32 + 16);
+    for (int r = 0; r < NR; ++r) {
+      __m512 w0, w1;
+      float d;
+      dequant_block<K>(w[r], ib, w0, w1, d);
+      const __m512 c = _mm512_set1_ps(v[r] * d);
+      y0 = _mm512_fmadd_ps(c, w0, y0);
+      y1 = _mm512_fmadd_ps(c, w1, y1);
+    }
+    _mm512_storeu_ps(y + ib * 32, y0);
+    _mm512_storeu_ps(y + ib * 32 + 16, y1);
+  }
+}
+
+template <WKind K>
+void axpy_rows_q(int64_t k, int64_t n_idx, const int32_t* idx, const void* w, size_t wrb, const float* a,
+                 int64_t a_stride, int64_t n_tok, float* y, int64_t ys) {
+  const auto* wb = static_cast<const uint8_t*>(w);
+  // Row groups outside, tokens inside: a group's rows stay in L1 while every token uses them.
+  for (int64_t i = 0; i < n_idx; i += 4) {
+    const int64_t nr = std::min<int64_t>(4, n_idx - i);
+    const uint8_t* rows[4];
+    for (int r = 0; r < nr; ++r) rows[r] = wb + static_cast<size_t>(idx[i + r]) * wrb;
+    for (int64_t t = 0; t < n_tok; ++t) {
+      float v[4];
+      for (int r = 0; r < nr; ++r) v[r] = a[t * a_stride + idx[i + r]];
+      if (nr == 4) {
+        axpy_rows_tile<K, 4>(k, rows, v, y + t * ys);
+      } else {
+        for (int r = 0; r < nr; ++r) axpy_rows_tile<K, 1>(k, rows + r, v + r, y + t * ys);
+      }
+    }
+  }
+}
+
 void axpy_f32(int64_t k, int64_t n_tok, const float* a, const void* row, float* y, int64_t ys) {
   const auto* w = static_cast<const float*>(row);
   for (int64_t t = 0; t < n_tok; ++t) {
@@ -456,6 +535,10 @@ void fill_avx512(KernelTable& t) {
   t.gemm_f32 = gemm_f<FKind::f32>;
   t.axpy_q4_0_f32 = axpy_q<WKind::q4_0>;
   t.axpy_q8_0_f32 = axpy_q<WKind::q8_0>;
+  t.gemm_rows_q4_0_q8_0 = gemm_rows_q<WKind::q4_0>;
+  t.gemm_rows_q8_0_q8_0 = gemm_rows_q<WKind::q8_0>;
+  t.axpy_rows_q4_0_f32 = axpy_rows_q<WKind::q4_0>;
+  t.axpy_rows_q8_0_f32 = axpy_rows_q<WKind::q8_0>;
   t.axpy_f32 = axpy_f32;
   t.rms_norm = rms_norm;
   t.soft_max = soft_max;

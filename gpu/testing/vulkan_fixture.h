@@ -76,10 +76,18 @@ inline std::unique_ptr<VulkanFixture> make_fixture(const GpuOptions& options) {
   return fx;
 }
 
+inline std::map<std::pair<bool, bool>, std::unique_ptr<VulkanFixture>>& all_fixtures() {
+  static std::map<std::pair<bool, bool>, std::unique_ptr<VulkanFixture>> all;
+  return all;
+}
+
+// Destroys every fixture. Called when the test run ends (device_test.cpp's listener): static
+// destruction at exit would run after the Vulkan layers' own statics are gone.
+inline void release_fixtures() { all_fixtures().clear(); }
+
 // The shared fixture for `options` (environment defaults plus the two switches).
 inline VulkanFixture& fixture(bool force_discrete = false, bool disable_host_import = false) {
-  static std::map<std::pair<bool, bool>, std::unique_ptr<VulkanFixture>> all;
-  auto& slot = all[{force_discrete, disable_host_import}];
+  auto& slot = all_fixtures()[{force_discrete, disable_host_import}];
   if (!slot) {
     GpuOptions o = GpuOptions::from_env();
     o.force_discrete = o.force_discrete || force_discrete;

@@ -1,0 +1,140 @@
+// `tandem plan`: chooses where every expert of a model lives (GPU, RAM, storage) and where
+// attention and the output head run, for a usage profile, a hardware profile and memory
+// budgets (planner/planner.h). Prints the plan's summary; -o writes the plan JSON.
+#include <cctype>
+#include <cmath>
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include "command.h"
+#include "planner/planner.h"
+#include "runtime/model.h"
+
+namespace tandem::tools {
+namespace {
+
+struct PlanCmdOptions {
+  std::string model;
+  std::string profile;
+  std::string hardware;
+  std::string gpu_mem;
+  std::string ram;
+  std::string objective = "decode";
+  std::string solver = "auto";
+  std::string output;
+  uint32_t n_ctx = 4096;
+  bool explain = false;
+};
+
+// "8G", "512M", "1.5G", "4096K" (binary units), or plain bytes.
+Result<uint64_t> parse_size(const std::string& text, const char* flag) {
+  size_t pos = 0;
+  double value = 0;
+  try {
+    value = std::stod(text, &pos);
+  } catch (...) {
+    pos = 0;
+  }
+  std::string suffix = text.substr(pos);
+  for (auto& c : suffix) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  if (suffix.size() == 2 && suffix[1] == 'B') suffix.pop_back();  // "GB", "MiB"-less spellings
+  double scale = 1;
+  if (suffix == "K") scale = 1024.0;
+  else if (suffix == "M") scale = 1024.0 * 1024.0;
+  else if (suffix == "G") scale = 1024.0 * 1024.0 * 1024.0;
+  else if (suffix == "T") scale = 1024.0 * 1024.0 * 1024.0 * 1024.0;
+  else if (!suffix.empty()) pos = 0;
+  if (pos == 0 || !std::isfinite(value) || value < 0 || value * scale > 1.8e19) {
+    return make_error(ErrorCode::invalid_argument, "{}: '{}' is not a size (bytes, or a number with K, M, G or T)",
+                      flag, text);
+  }
+  return static_cast<uint64_t>(value * scale);
+}
+
+int run_plan(const PlanCmdOptions& o) {
+  const std::string model_path = o.model.empty() ? default_model_path() : o.model;
+  auto model = Model::load(model_path);
+  if (!model.ok()) return report_error(model.status());
+  auto profile = load_profile(o.profile);
+  if (!profile.ok()) return report_error(profile.status());
+  if (profile->model_hash != model->content_hash()) {
+    return report_error(make_error(ErrorCode::invalid_argument,
+                                   "profile {} was made for model '{}' (hash {}), but {} is '{}' (hash {})", o.profile,
+                                   profile->model_name, profile->model_hash, model_path, model->name(),
+                                   model->content_hash()));
+  }
+  auto hw = load_hardware_profile(o.hardware);
+  if (!hw.ok()) return report_error(hw.status());
+
+  Budget budget;
+  budget.gpu_mem = hw->gpus.empty() ? 0 : hw->gpus[0].memory_bytes;
+  budget.ram = hw->ram_bytes;
+  if (!o.gpu_mem.empty()) {
+    auto v = parse_size(o.gpu_mem, "--gpu-mem");
+    if (!v.ok()) return report_error(v.status());
+    budget.gpu_mem = *v;
+  }
+  if (!o.ram.empty()) {
+    auto v = parse_size(o.ram, "--ram");
+    if (!v.ok()) return report_error(v.status());
+    budget.ram = *v;
+  }
+  const auto objective = objective_from_name(o.objective);
+  if (!objective) {
+    return report_error(make_error(ErrorCode::invalid_argument, "--objective: '{}' is not decode or prefill", o.objective));
+  }
+  budget.objective = *objective;
+
+  PlanOptions options;
+  if (o.solver == "exact") options.solver = PlanSolver::exact;
+  else if (o.solver == "heuristic") options.solver = PlanSolver::heuristic;
+  else if (o.solver != "auto") {
+    return report_error(make_error(ErrorCode::invalid_argument, "--solver: '{}' is not auto, exact or heuristic", o.solver));
+  }
+  // Sizes follow the file's dtypes.
+  const ModelWeights& w = model->weights();
+  if (!w.layers.empty()) {
+    options.cost.expert_dtype = w.layers[0].ffn_up_exps.dtype;
+    options.cost.dense_dtype = w.layers[0].attn_q.dtype;
+  }
+  options.cost.head_dtype = w.output.dtype;
+  options.cost.embd_dtype = w.token_embd.dtype;
+  options.cost.context_length = o.n_ctx;
+
+  std::fprintf(stderr, "plan: model %s (%s), profile %s (%llu tokens), hardware %s; budget gpu %.1f MiB, ram %.1f MiB, objective %s\n",
+               model->name().c_str(), model->content_hash().c_str(), o.profile.c_str(),
+               static_cast<unsigned long long>(profile->n_tokens), hw->name.c_str(),
+               static_cast<double>(budget.gpu_mem) / (1024.0 * 1024.0), static_cast<double>(budget.ram) / (1024.0 * 1024.0),
+               o.objective.c_str());
+  auto plan = make_plan(model->shape(), *profile, *hw, budget, options);
+  if (!plan.ok()) return report_error(plan.status());
+  plan->model_name = model->name();
+  std::fputs(plan_summary(*plan, o.explain).c_str(), stdout);
+  if (!o.output.empty()) {
+    if (Status s = save_plan(*plan, o.output); !s.ok()) return report_error(s);
+    std::fprintf(stderr, "plan: wrote %s\n", o.output.c_str());
+  }
+  return 0;
+}
+
+const CommandRegistration reg{
+    "plan", "Place experts on GPU, RAM or storage for a profile, a machine and memory budgets", 40,
+    [](CLI::App& sub) {
+      auto o = std::make_shared<PlanCmdOptions>();
+      sub.add_option("-m,--model", o->model, "GGUF model file (default: $TANDEM_MODEL or models/default.gguf)");
+      sub.add_option("--profile", o->profile, "usage profile JSON (planner/profile.h)")->required();
+      sub.add_option("--hardware", o->hardware, "hardware profile JSON (e.g. planner/hardware/steam-deck.json)")
+          ->required();
+      sub.add_option("--gpu-mem", o->gpu_mem, "GPU memory budget, e.g. 6G (default: the GPU's memory)");
+      sub.add_option("--ram", o->ram, "RAM budget, e.g. 12G (default: the machine's RAM)");
+      sub.add_option("--objective", o->objective, "decode or prefill")->capture_default_str();
+      sub.add_option("--solver", o->solver, "auto, exact or heuristic")->capture_default_str();
+      sub.add_option("-c,--ctx-size", o->n_ctx, "context length the KV cache is sized for")->capture_default_str();
+      sub.add_option("-o,--output", o->output, "write the plan JSON here");
+      sub.add_flag("--explain", o->explain, "print the reason for every choice");
+      return [o] { return run_plan(*o); };
+    }};
+
+}  // namespace
+}  // namespace tandem::tools
