@@ -6,13 +6,16 @@
 // ~512 MiB so every call streams from DRAM, as cold experts do. Each row reports
 //   GB/s      = weight bytes the call must read / median time
 //   pct_probe = GB/s / probe GB/s * 100
-// and sparse FFN rows also speedup_vs_dense (same ISA, layout and inactivity).
+// and sparse FFN rows also speedup_vs_dense (same ISA, layout and inactivity). With
+// --threads=1 rows also carry cpu_GB/s and cpu_pct_probe: the same ratios per CPU-second of
+// the (only) working thread, against the probe measured the same way.
 //
 // Usage: cpu_kernels_bench [--threads=N] [google-benchmark flags]   (default 2 threads)
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
 #include <chrono>
+#include <ctime>
 #include <cstdio>
 #include <cstring>
 #include <map>
@@ -40,6 +43,16 @@ std::unique_ptr<ThreadPool> g_pool;
 std::map<std::string, double> g_dense_seconds;  // "isa/layout/inactive" -> seconds per call
 
 constexpr size_t k_rotate_bytes = size_t{512} << 20;
+
+// CPU seconds of the calling thread. With --threads=1 every kernel runs on this thread, so
+// bytes / CPU seconds is the rate while the thread was actually running: the useful figure
+// on a host shared with other jobs, where wall-clock time includes time spent descheduled.
+double thread_cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
+double g_probe_cpu_gbs = 0.0;
 
 uint64_t splitmix(uint64_t& s) {
   uint64_t z = (s += 0x9E3779B97F4A7C15ull);
@@ -81,11 +94,16 @@ void fill_q4_rows(uint8_t* p, int64_t n_rows, int64_t k, uint64_t& seed, const s
 
 // ---- read-bandwidth probe ----
 
-double probe_once(const Arena& a) {
+struct Rate {
+  double wall_gbs, cpu_gbs;
+};
+
+Rate probe_once(const Arena& a) {
   constexpr int64_t k_chunks = 256;
   const size_t per = a.size / k_chunks / sizeof(uint64_t);
   std::vector<uint64_t> sums(k_chunks);
   const auto t0 = Clock::now();
+  const double c0 = thread_cpu_seconds();
   g_pool->parallel_for(k_chunks, [&](int64_t c) {
     const auto* p = reinterpret_cast<const uint64_t*>(a.data) + c * per;
     uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
@@ -98,8 +116,9 @@ double probe_once(const Arena& a) {
     sums[c] = s0 + s1 + s2 + s3;
   });
   const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+  const double cs = thread_cpu_seconds() - c0;
   benchmark::DoNotOptimize(std::accumulate(sums.begin(), sums.end(), uint64_t{0}));
-  return static_cast<double>(a.size) / s / 1e9;
+  return {static_cast<double>(a.size) / s / 1e9, static_cast<double>(a.size) / cs / 1e9};
 }
 
 void BM_read_bandwidth_probe(benchmark::State& state) {
@@ -109,9 +128,14 @@ void BM_read_bandwidth_probe(benchmark::State& state) {
     std::memset(a.data, 1, a.size);
     filled = true;
   }
-  double best = 0;
-  for (auto _ : state) best = std::max(best, probe_once(a));
+  double best = 0, best_cpu = 0;
+  for (auto _ : state) {
+    const Rate r = probe_once(a);
+    best = std::max(best, r.wall_gbs);
+    best_cpu = std::max(best_cpu, r.cpu_gbs);
+  }
   state.counters["GB/s"] = best;
+  if (g_threads == 1) state.counters["cpu_GB/s"] = best_cpu;
   state.counters["threads"] = g_threads;
 }
 
@@ -136,22 +160,29 @@ void BM_gemv_q4_0(benchmark::State& state, const KernelTable* kt, int64_t rows, 
   constexpr int64_t k_rows_per_chunk = 64;
   const int64_t n_chunks = (rows + k_rows_per_chunk - 1) / k_rows_per_chunk;
   int64_t m = 0;
-  double total = 0;
+  double total = 0, cpu = 0;
   for (auto _ : state) {
     const uint8_t* w = arena->data + static_cast<size_t>(m) * mat;
     m = (m + 1) % n_mats;
     const auto t0 = Clock::now();
+    const double c0 = thread_cpu_seconds();
     kt->quantize_row_q8_0(x.data(), xq.data(), k);
     g_pool->parallel_for(n_chunks, [&](int64_t c) {
       const int64_t r0 = c * k_rows_per_chunk, r1 = std::min(rows, r0 + k_rows_per_chunk);
       kt->gemv_q4_0_q8_0(k, r1 - r0, w + r0 * rb, rb, xq.data(), y.data() + r0);
     });
     total += std::chrono::duration<double>(Clock::now() - t0).count();
+    cpu += thread_cpu_seconds() - c0;
     benchmark::DoNotOptimize(y.data());
   }
   const double gbs = static_cast<double>(mat) * static_cast<double>(state.iterations()) / total / 1e9;
   state.counters["GB/s"] = gbs;
   state.counters["pct_probe"] = 100.0 * gbs / g_probe_gbs;
+  if (g_threads == 1) {
+    const double cgbs = static_cast<double>(mat) * static_cast<double>(state.iterations()) / cpu / 1e9;
+    state.counters["cpu_GB/s"] = cgbs;
+    state.counters["cpu_pct_probe"] = 100.0 * cgbs / g_probe_cpu_gbs;
+  }
 }
 
 // Same kernel on one thread with a 1536x256 matrix that stays in L2: the kernel's compute
@@ -224,7 +255,7 @@ void BM_expert_ffn(benchmark::State& state, const KernelTable* kt, DownLayout la
   ExpertFfnWorkspace ws;
   ExpertFfnStats st;
   int64_t e = 0;
-  double total = 0, bytes = 0, active = 0;
+  double total = 0, cpu = 0, bytes = 0, active = 0;
   for (auto _ : state) {
     ExpertFfnWeights w;
     const size_t off = static_cast<size_t>(e) * s.mat;
@@ -236,9 +267,11 @@ void BM_expert_ffn(benchmark::State& state, const KernelTable* kt, DownLayout la
                  : TensorView::contiguous(s.down->data + off, DType::q4_0, {f, d, 1, 1});
     w.down_layout = layout;
     const auto t0 = Clock::now();
+    const double c0 = thread_cpu_seconds();
     const Status status = expert_ffn(*kt, w, mode, ExpertFfnBatch{x.get(), d, n_tok, rw.get(), acc.get(), d}, ws,
                                      *g_pool, &st);
     total += std::chrono::duration<double>(Clock::now() - t0).count();
+    cpu += thread_cpu_seconds() - c0;
     if (!status.ok()) {
       state.SkipWithError(status.message().c_str());
       return;
@@ -252,12 +285,17 @@ void BM_expert_ffn(benchmark::State& state, const KernelTable* kt, DownLayout la
   state.counters["pct_probe"] = 100.0 * gbs / g_probe_gbs;
   state.counters["inactive_pct"] = 100.0 * (1.0 - active / calls / static_cast<double>(f));
   state.counters["us_per_call"] = 1e6 * total / calls;
+  if (g_threads == 1) {
+    state.counters["cpu_GB/s"] = bytes / cpu / 1e9;
+    state.counters["cpu_pct_probe"] = 100.0 * bytes / cpu / 1e9 / g_probe_cpu_gbs;
+    state.counters["cpu_us_per_call"] = 1e6 * cpu / calls;
+  }
   const std::string key = std::string(isa_name(kt->isa)) + (layout == DownLayout::transposed ? "/t/" : "/s/") +
                           std::to_string(level) + "/" + std::to_string(n_tok);
   if (mode == FfnMode::dense) {
-    g_dense_seconds[key] = total / calls;
+    g_dense_seconds[key] = (g_threads == 1 ? cpu : total) / calls;
   } else if (g_dense_seconds.count(key)) {
-    state.counters["speedup_vs_dense"] = g_dense_seconds[key] / (total / calls);
+    state.counters["speedup_vs_dense"] = g_dense_seconds[key] / ((g_threads == 1 ? cpu : total) / calls);
   }
 }
 
@@ -292,12 +330,19 @@ int main(int argc, char** argv) {
   {  // The probe runs first so every row can be reported against it.
     Arena a(size_t{1} << 30);
     std::memset(a.data, 1, a.size);
-    std::vector<double> r;
-    for (int i = 0; i < 5; ++i) r.push_back(probe_once(a));
+    std::vector<double> r, rc;
+    for (int i = 0; i < 5; ++i) {
+      const Rate x = probe_once(a);
+      r.push_back(x.wall_gbs);
+      rc.push_back(x.cpu_gbs);
+    }
     std::sort(r.begin(), r.end());
+    std::sort(rc.begin(), rc.end());
     g_probe_gbs = r[2];
+    g_probe_cpu_gbs = rc[2];
     std::printf("read-bandwidth probe: %.2f GB/s (median of 5 x 1 GiB, %d threads; min %.2f max %.2f)\n", g_probe_gbs,
                 g_threads, r.front(), r.back());
+    if (g_threads == 1) std::printf("read-bandwidth probe per CPU-second of the thread: %.2f GB/s\n", g_probe_cpu_gbs);
   }
   benchmark::AddCustomContext("commit", git_commit());
   benchmark::AddCustomContext("cpu", cpu_model_name());
@@ -306,6 +351,7 @@ int main(int argc, char** argv) {
   benchmark::AddCustomContext("threads", std::to_string(g_threads));
   benchmark::AddCustomContext("compiler", __VERSION__);
   benchmark::AddCustomContext("probe_GB/s", std::to_string(g_probe_gbs));
+  if (g_threads == 1) benchmark::AddCustomContext("probe_cpu_GB/s", std::to_string(g_probe_cpu_gbs));
 
   benchmark::RegisterBenchmark("read_bandwidth_probe", BM_read_bandwidth_probe)->Iterations(3)->Unit(benchmark::kMillisecond);
   for (Isa isa : k_all_isas) {

@@ -689,10 +689,11 @@ Result<Plan> make_plan(const ModelShape& shape, const Profile& profile, const Ha
   if (options.solver == PlanSolver::automatic) {
     exact = n_total <= options.exact_max_experts && shape.n_expert <= 6;
   }
-  if (exact && shape.n_expert > 8) {
+  if (exact && (shape.n_expert > 6 || n_total > 24)) {
     return make_error(ErrorCode::invalid_argument,
-                      "the exact solver enumerates 4^n_expert placements per layer: n_expert {} is above 8",
-                      shape.n_expert);
+                      "the exact solver enumerates 4^n_expert placements per layer and combines layers: "
+                      "n_expert {} (at most 6) and {} experts in total (at most 24) are too many",
+                      shape.n_expert, n_total);
   }
   std::vector<Device> devices{Device::cpu};
   if (cm.has_gpu()) devices.push_back(Device::gpu);

@@ -8,7 +8,7 @@
 //              Pareto dynamic programme over (time, gpu bytes, ram bytes), for every choice of
 //              attention, head, slots and cache size. Used when n_layer * n_expert <=
 //              PlanOptions::exact_max_experts (default 12) and n_expert <= 6; refused above
-//              n_expert 8.
+//              n_expert 6 or 24 experts in total.
 //   heuristic  for each attention/head choice (screened by one run each when there are more
 //              than 256 experts) and a sweep over the slot and cache sizes (warm-started from
 //              the best placement so far): greedy by benefit per byte (time saved / share of the remaining budget

@@ -30,8 +30,20 @@ float dot_f32(const float* a, const float* b, int64_t n) {
   return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail;
 }
 
+// f16 -> f32 of block scales by table, as ggml's ggml_table_f32_f16: the bit-exact
+// conversion has branches (subnormals) that would dominate the block dot products.
+const float* f16_table() {
+  static const std::vector<float> table = [] {
+    std::vector<float> t(65536);
+    for (uint32_t i = 0; i < 65536; ++i) t[i] = fp16_to_fp32(static_cast<uint16_t>(i));
+    return t;
+  }();
+  return table.data();
+}
+
 // ggml_vec_dot_q4_0_q8_0 (generic): integer dot per block, scaled by both block scales.
 float dot_q4_0_q8_0(const block_q4_0* x, const block_q8_0* y, int64_t nb) {
+  const float* h = f16_table();
   float sum = 0.0f;
   for (int64_t b = 0; b < nb; ++b) {
     int32_t sumi = 0;
@@ -40,18 +52,19 @@ float dot_q4_0_q8_0(const block_q4_0* x, const block_q8_0* y, int64_t nb) {
       const int v1 = (x[b].qs[j] >> 4) - 8;
       sumi += v0 * y[b].qs[j] + v1 * y[b].qs[j + QK4_0 / 2];
     }
-    sum += static_cast<float>(sumi) * fp16_to_fp32(x[b].d) * fp16_to_fp32(y[b].d);
+    sum += static_cast<float>(sumi) * h[x[b].d] * h[y[b].d];
   }
   return sum;
 }
 
 // ggml_vec_dot_q8_0_q8_0 (generic).
 float dot_q8_0_q8_0(const block_q8_0* x, const block_q8_0* y, int64_t nb) {
+  const float* h = f16_table();
   float sum = 0.0f;
   for (int64_t b = 0; b < nb; ++b) {
     int32_t sumi = 0;
     for (int j = 0; j < QK8_0; ++j) sumi += x[b].qs[j] * y[b].qs[j];
-    sum += static_cast<float>(sumi) * (fp16_to_fp32(x[b].d) * fp16_to_fp32(y[b].d));
+    sum += static_cast<float>(sumi) * (h[x[b].d] * h[y[b].d]);
   }
   return sum;
 }

@@ -34,8 +34,11 @@ Weights (deterministic from --seed; the same seed gives byte-identical files on 
   per-layer permutation, so hot experts differ between layers.
   Expert gate rows carry a per-neuron negative bias along u0, so a fraction --relu-sparsity of
   gate pre-activations is <= 0 on typical inputs (hot and cold neurons, as in ReLU models).
+  output_norm has random signs (logit std ~1.5), so a tied model does not just copy its input.
   Norms and the router are f32; every other 2-D/3-D weight is --dtype. --transpose-down
-  writes ffn_down_exps as PowerInfer's [n_embd, n_ff_exp, n_expert] with the same values.)";
+  writes ffn_down_exps as PowerInfer's [n_embd, n_ff_exp, n_expert] with the same values
+  (it needs n_ff_exp != n_embd, else the layouts cannot be told apart).
+)";
 
 std::string human_mb(uint64_t bytes) { return fmt::format("{:.1f} MB", static_cast<double>(bytes) / 1e6); }
 

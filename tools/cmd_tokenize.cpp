@@ -66,7 +66,12 @@ const CommandRegistration reg{
                    "treat special-token text (<|im_start|> ...) as plain text");
       sub.add_flag("--no-bos", o->no_bos, "do not add BOS/EOS even when the model asks for them");
       sub.add_flag("--show-count", o->show_count, "print the number of tokens at the end");
-      return [o] { return run_tokenize(*o); };
+      return [o, p, f] {
+        if (p->count() == 0 && f->count() == 0) {
+          return report_error(make_error(ErrorCode::invalid_argument, "tokenize: give the text with -p TEXT or -f FILE"));
+        }
+        return run_tokenize(*o);
+      };
     }};
 
 }  // namespace

@@ -62,13 +62,24 @@ struct RowList {
   const uint8_t* base;
   size_t wrb;
   const int32_t* idx;  // nullptr: consecutive rows
+  int64_t n;           // rows in the list
   int64_t row(int64_t i) const { return idx ? idx[i] : i; }
 };
+
+inline constexpr int64_t k_prefetch_rows = 8;
 
 template <WKind K, int NR, int NT>
 inline void tile_q(int64_t nb, const RowList& rl, int64_t i0, const BlockPrep* const* xp, float* y, int64_t ys) {
   const uint8_t* w[NR];
   for (int r = 0; r < NR; ++r) w[r] = rl.base + static_cast<size_t>(rl.row(i0 + r)) * rl.wrb;
+  // Weight rows stream from DRAM once; the out-of-order window covers too few bytes of them
+  // to hide DRAM latency, so the rows k_prefetch_rows ahead in the list are prefetched while
+  // these are computed (this also covers the scattered rows of gemm_rows).
+  const uint8_t* pf[NR];
+  for (int r = 0; r < NR; ++r) {
+    const int64_t j = i0 + k_prefetch_rows + r;
+    pf[r] = j < rl.n ? rl.base + static_cast<size_t>(rl.row(j)) * rl.wrb : nullptr;
+  }
   __m256 acc[NR][NT];
   for (int r = 0; r < NR; ++r)
     for (int t = 0; t < NT; ++t) acc[r][t] = _mm256_setzero_ps();
@@ -78,6 +89,7 @@ inline void tile_q(int64_t nb, const RowList& rl, int64_t i0, const BlockPrep* c
     __m256i ws[NR];  // q8: |w| as unsigned; q4: unused
     __m256 dw[NR];
     for (int r = 0; r < NR; ++r) {
+      if (pf[r]) _mm_prefetch(reinterpret_cast<const char*>(pf[r]) + b * (K == WKind::q4_0 ? 18 : 34), _MM_HINT_T0);
       if constexpr (K == WKind::q4_0) {
         const uint8_t* p = w[r] + b * sizeof(block_q4_0);
         const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 2));
@@ -145,13 +157,13 @@ void gemm_list(int64_t k, int64_t n_rows, const RowList& rl, const void* x, size
 template <WKind K>
 void gemm_q(int64_t k, int64_t n_rows, const void* w, size_t wrb, const void* x, size_t xrb, int64_t n_tok, float* y,
             int64_t ys) {
-  gemm_list<K>(k, n_rows, RowList{static_cast<const uint8_t*>(w), wrb, nullptr}, x, xrb, n_tok, y, ys);
+  gemm_list<K>(k, n_rows, RowList{static_cast<const uint8_t*>(w), wrb, nullptr, n_rows}, x, xrb, n_tok, y, ys);
 }
 
 template <WKind K>
 void gemm_rows_q(int64_t k, int64_t n_idx, const int32_t* idx, const void* w, size_t wrb, const void* x, size_t xrb,
                  int64_t n_tok, float* y, int64_t ys) {
-  gemm_list<K>(k, n_idx, RowList{static_cast<const uint8_t*>(w), wrb, idx}, x, xrb, n_tok, y, ys);
+  gemm_list<K>(k, n_idx, RowList{static_cast<const uint8_t*>(w), wrb, idx, n_idx}, x, xrb, n_tok, y, ys);
 }
 
 template <WKind K>

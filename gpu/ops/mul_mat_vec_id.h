@@ -1,0 +1,29 @@
+// mul_mat_vec_id: ggml_mul_mat_id for one token, the MoE expert GEMV. For each slot s of
+// `ids` (the router's chosen experts):
+//   dst[s][i] = sum_k W[ids[s]][i][k] * x_s[k],  f32 accumulation, ggml dequantization.
+// Shapes (ggml ne order): weights [ncols, nrows, n_expert] of `wtype` (f32, f16, q8_0, q4_0),
+// e.g. blk.N.ffn_up_exps; contiguous unless row_stride / expert_stride (bytes) say otherwise.
+// ids [n_slots] i32 (device buffer, may be written by a previous dispatch).
+// x: broadcast_x ? [ncols] f32 shared by every slot : [ncols, n_slots] f32 (one row per slot,
+// as the down projection takes each expert's own activation). dst [nrows, n_slots] f32.
+// An id outside [0, n_expert) makes that slot's row NaN (ids live on the device: they cannot be
+// checked when recording). Variants as mul_mat_vec ("mul_mat_vec_id_<dtype>_f32[_subgroup]").
+#pragma once
+
+#include "core/dtype.h"
+#include "gpu/command_recorder.h"
+#include "gpu/ops/mul_mat_vec.h"
+
+namespace tandem::gpu::ops {
+
+struct MulMatVecIdOptions {
+  uint64_t row_stride = 0;     // bytes; 0 = contiguous
+  uint64_t expert_stride = 0;  // bytes; 0 = nrows * row_stride
+  ReductionVariant variant = ReductionVariant::automatic;
+};
+
+Status mul_mat_vec_id(CommandRecorder& rec, DType wtype, const BufferSlice& weights, int64_t ncols, int64_t nrows,
+                      int64_t n_expert, const BufferSlice& ids, int64_t n_slots, const BufferSlice& x,
+                      bool broadcast_x, const BufferSlice& dst, const MulMatVecIdOptions& options = {});
+
+}  // namespace tandem::gpu::ops
