@@ -173,7 +173,7 @@ inline void check_matmul(const KernelTable& fast, const KernelTable& ref, DType 
   Buf w(wrb * static_cast<size_t>(rows), misalign);
   for (int64_t r = 0; r < rows; ++r) fill_row(d, k, w.data() + r * wrb, rng);
   const size_t xrb = q ? row_bytes(DType::q8_0, k) + 2 : static_cast<size_t>(k) * 4 + 4;
-  Buf x(xrb * static_cast<size_t>(n_tok), misalign);
+  Buf x(xrb * static_cast<size_t>(n_tok), q ? 2 : 4);  // f32 activations keep float alignment
   std::vector<float> xf(static_cast<size_t>(k));
   for (int64_t t = 0; t < n_tok; ++t) {
     for (auto& v : xf) v = rng.uniform(-1.0f, 1.0f);

@@ -112,6 +112,7 @@ TEST_CASE("the validation messenger counts messages", "[gpu][device]") {
     return;
   }
   REQUIRE(inst.ok());
+  testing::pin_software_icd();
   REQUIRE((*inst)->validation_enabled());
   auto choice = select_device((*inst)->devices(), testing::test_device_choice(**inst));
   REQUIRE((choice.ok() && choice.value()));

@@ -55,19 +55,19 @@ constexpr int64_t k_cols = 4096, k_rows = 4096;
 constexpr size_t k_offset = 4096 + 32;
 
 std::vector<float> gemv_with(testing::VulkanFixture& fx, const uint8_t* w, size_t bytes, const std::vector<float>& x,
-                             WeightPlacement* placement) {
+                             WeightPlacement* placement, int64_t rows = k_rows) {
   auto wb = make_weight_buffer(*fx.device, fx.staging.get(), w, bytes, "blk.0.ffn_up.weight");
   INFO(wb.status().message());
   REQUIRE(wb.ok());
   *placement = wb->placement;
   REQUIRE(fx.staging->wait_idle().ok());
   auto xb = testing::host_buffer(*fx.device, x.data(), x.size() * 4, "x");
-  auto db = testing::host_buffer(*fx.device, nullptr, k_rows * 4, "dst", MemoryIntent::readback);
+  auto db = testing::host_buffer(*fx.device, nullptr, static_cast<size_t>(rows) * 4, "dst", MemoryIntent::readback);
   REQUIRE((xb.ok() && db.ok()));
   REQUIRE(fx.rec->begin().ok());
-  REQUIRE(ops::mul_mat_vec(*fx.rec, DType::q8_0, wb->buffer.slice(), k_cols, k_rows, xb->slice(), db->slice()).ok());
+  REQUIRE(ops::mul_mat_vec(*fx.rec, DType::q8_0, wb->buffer.slice(), k_cols, rows, xb->slice(), db->slice()).ok());
   REQUIRE(fx.rec->submit_and_wait().ok());
-  return testing::read_f32(*db, k_rows);
+  return testing::read_f32(*db, static_cast<size_t>(rows));
 }
 
 TEST_CASE("weights imported from a memory-mapped file are used without a copy", "[gpu][memory]") {
@@ -95,6 +95,9 @@ TEST_CASE("weights imported from a memory-mapped file are used without a copy", 
                                              k_rows, x, 1);
 
   WeightPlacement placement{};
+  // Warm-up on the first 64 rows: builds the pipeline (lavapipe JIT-compiles it, allocating
+  // memory of its own) so the measurement below sees only what the weights cost.
+  (void)gemv_with(fx, tensor, dtype_row_size(DType::q8_0, k_cols) * 64, x, &placement, 64);
   std::vector<float> imported;
   const uint64_t before = private_rss_bytes();
   imported = gemv_with(fx, tensor, bytes, x, &placement);
@@ -106,7 +109,7 @@ TEST_CASE("weights imported from a memory-mapped file are used without a copy", 
     WARN("device cannot import host memory: zero-copy not exercised on " << fx.device->caps().name);
   } else {
     REQUIRE(placement == WeightPlacement::imported);
-    CHECK(grown < bytes / 4);
+    CHECK(grown < bytes / 2);  // a copy would add >= bytes
   }
 
   SECTION("import disabled: one host-visible copy, same result") {

@@ -643,7 +643,12 @@ Candidate solve_heuristic(const CostModel& cm, const Limits& lim, Device attn, D
   return best;
 }
 
-std::string mib(double bytes) { return fmt::format("{:.1f} MiB", bytes / k_mib); }
+// Bytes in the unit that keeps them readable.
+std::string mib(double bytes) {
+  if (bytes >= 1024.0 * k_mib) return fmt::format("{:.2f} GiB", bytes / (1024.0 * k_mib));
+  if (bytes >= k_mib) return fmt::format("{:.1f} MiB", bytes / k_mib);
+  return fmt::format("{:.1f} KiB", bytes / 1024.0);
+}
 
 // Why each expert sits where it does: the layer-time change of moving it alone elsewhere.
 void explain_experts(const CostModel& cm, Plan& plan) {
@@ -739,7 +744,7 @@ Result<Plan> make_plan(const ModelShape& shape, const Profile& profile, const Ha
     cm.fixed_memory(Device::cpu, Device::cpu, g, r);
     const uint64_t cache = uint64_t{shape.n_layer} * cm.expert_bytes();
     return make_error(ErrorCode::out_of_memory,
-                      "no placement fits the budget (gpu {} , ram {}): with attention and output head "
+                      "no placement fits the budget (gpu {}, ram {}): with attention and output head "
                       "on the CPU the non-expert weights and KV cache need {} of RAM and one RAM cache "
                       "slot per layer another {} ({} layers x {})",
                       mib(static_cast<double>(lim.gpu)), mib(static_cast<double>(lim.ram)),

@@ -29,7 +29,7 @@ Result<std::unique_ptr<Forward>> Forward::create(const ModelShape& shape, const 
   if (options.n_threads < 0) {
     return make_error(ErrorCode::invalid_argument, "thread count (-t) must be >= 0, got {}", options.n_threads);
   }
-  if (weights.layers.size() != shape.n_layer) {
+  if (shape.n_layer == 0 || weights.layers.size() != shape.n_layer) {
     return make_error(ErrorCode::invalid_argument, "model weights have {} layers, the shape says {}",
                       weights.layers.size(), shape.n_layer);
   }

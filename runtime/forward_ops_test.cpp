@@ -95,3 +95,59 @@ TEST_CASE("cpu ops: rope_neox and rms_norm match the reference", "[forward_ops]"
     cpu::reference::rms_norm(std::span<const float>(x.data() + i * n, n), w, 1e-6f, std::span<float>(ref.data() + i * n, n));
   CHECK(test::nmse(y, ref) < 1e-12);
 }
+
+TEST_CASE("cpu ops: moe matches the reference experts in both down layouts", "[forward_ops]") {
+  auto ops = make_cpu_ops();
+  // n_embd 512: the transposed down is split into two 256-column chunks; n_ff 96 is not a
+  // multiple of the chunk.
+  const int64_t d = 512, n_ff = 96, n_exp = 3, k = 2, rows = 3;
+  for (DType dt : {DType::f32, DType::q4_0}) {
+    for (DownLayout layout : {DownLayout::standard, DownLayout::transposed}) {
+      const auto gb = make_weight(dt, d, n_ff * n_exp, 1);
+      const auto ub = make_weight(dt, d, n_ff * n_exp, 2);
+      const bool tr = layout == DownLayout::transposed;
+      const auto db = tr ? make_weight(dt, d, n_ff * n_exp, 3) : make_weight(dt, n_ff, d * n_exp, 3);
+      const TensorView gate = TensorView::contiguous(gb.data(), dt, {d, n_ff, n_exp, 1}, "gate");
+      const TensorView up = TensorView::contiguous(ub.data(), dt, {d, n_ff, n_exp, 1}, "up");
+      const TensorView down = tr ? TensorView::contiguous(db.data(), dt, {d, n_ff, n_exp, 1}, "down")
+                                 : TensorView::contiguous(db.data(), dt, {n_ff, d, n_exp, 1}, "down");
+      const auto x = randn(static_cast<size_t>(rows * d), 9);
+      const std::vector<int32_t> ids = {2, 0, 0, 1, 1, 2};
+      const std::vector<float> w = {0.7f, 0.3f, 0.5f, 0.5f, 0.9f, 0.1f};
+      MoeArgs a;
+      a.gate_exps = &gate;
+      a.up_exps = &up;
+      a.down_exps = &down;
+      a.down_layout = layout;
+      a.n_embd = d;
+      a.n_ff_exp = n_ff;
+      a.n_expert = n_exp;
+      a.n_expert_used = k;
+      a.x = x.data();
+      a.expert_ids = ids.data();
+      a.weights = w.data();
+      a.n_rows = rows;
+      std::vector<float> out(static_cast<size_t>(rows * d));
+      std::vector<uint64_t> active(static_cast<size_t>(n_exp), 0);
+      REQUIRE(ops->moe(a, out.data(), active).ok());
+
+      std::vector<float> ref(out.size(), 0.0f), y(static_cast<size_t>(d));
+      std::vector<uint64_t> ref_active(static_cast<size_t>(n_exp), 0);
+      for (int64_t i = 0; i < rows; ++i) {
+        for (int64_t s = 0; s < k; ++s) {
+          const int32_t e = ids[static_cast<size_t>(i * k + s)];
+          ref_active[static_cast<size_t>(e)] += static_cast<uint64_t>(cpu::reference::expert_reglu(
+              gate, up, down, layout, e, std::span<const float>(x.data() + i * d, static_cast<size_t>(d)), y));
+          for (int64_t c = 0; c < d; ++c) ref[static_cast<size_t>(i * d + c)] += w[static_cast<size_t>(i * k + s)] * y[static_cast<size_t>(c)];
+        }
+      }
+      INFO(dtype_name(dt) << (tr ? " transposed" : " standard"));
+      CHECK(test::nmse(out, ref) < (dt == DType::f32 ? 1e-12 : 1e-4));
+      if (dt == DType::f32) CHECK(active == ref_active);  // same gate signs
+      uint64_t total = 0;
+      for (uint64_t v : active) total += v;
+      CHECK(total > 0);
+      CHECK(total < static_cast<uint64_t>(rows * k * n_ff));
+    }
+  }
+}

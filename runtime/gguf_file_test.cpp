@@ -59,9 +59,11 @@ TEST_CASE("GgufFile getters are type-strict", "[gguf]") {
   auto wrong = f->get_u32("x.i32");
   REQUIRE_FALSE(wrong.ok());
   CHECK(wrong.status().code() == ErrorCode::invalid_file);
-  CHECK_THAT(wrong.status().message(), Contains("key 'x.i32'") && Contains("has type int32, expected uint32") &&
+  CHECK_THAT(wrong.status().message(), Contains("key 'x.i32'") &&
+                                           Contains("has type int32, expected uint32") &&
                                            Contains("sample.gguf"));
-  CHECK_THAT(f->get_i32_array("x.u32s").status().message(), Contains("array of uint32, expected array of int32"));
+  CHECK_THAT(f->get_i32_array("x.u32s").status().message(),
+             Contains("array of uint32, expected array of int32"));
   CHECK_THAT(f->get_string("x.strs").status().message(), Contains("expected string"));
   auto missing = f->get_f32("nope");
   REQUIRE_FALSE(missing.ok());
@@ -78,7 +80,8 @@ TEST_CASE("GgufFile key-or-array follows llama.cpp", "[gguf]") {
   CHECK(f->get_u32_or_array("x.u32", 4).value() == std::vector<uint32_t>(4, 12));
   CHECK(f->get_u32_or_array("x.u32s", 3).value() == std::vector<uint32_t>{4, 5, 6});
   CHECK(f->get_u32_or_array("x.i32s", 3).value() == std::vector<uint32_t>{1, 2, 3});
-  CHECK_THAT(f->get_u32_or_array("x.u32s", 4).status().message(), Contains("array of 3 values, expected 4"));
+  CHECK_THAT(f->get_u32_or_array("x.u32s", 4).status().message(),
+             Contains("array of 3 values, expected 4"));
   CHECK_THAT(f->get_u32_or_array("x.neg", 3).status().message(), Contains("negative value -1"));
   CHECK_THAT(f->get_u32_or_array("x.f32", 3).status().message(), Contains("has type float32"));
   CHECK(f->get_u32_or_array("nope", 3).status().code() == ErrorCode::not_found);
@@ -142,7 +145,8 @@ TEST_CASE("GgufFile::open reports missing, empty and non-GGUF files", "[gguf]") 
 // tests/fuzz/corpus is written by tests/fuzz/make_corpus.py, a GGUF writer independent of ours:
 // its valid_* files must parse and its invalid_* files must not.
 TEST_CASE("GgufFile agrees with an independent writer on the fuzz seed corpus", "[gguf]") {
-  const auto corpus = std::filesystem::path(__FILE__).parent_path().parent_path() / "tests" / "fuzz" / "corpus";
+  const auto corpus =
+      std::filesystem::path(__FILE__).parent_path().parent_path() / "tests" / "fuzz" / "corpus";
   REQUIRE(std::filesystem::is_directory(corpus));
   int valid = 0;
   int invalid = 0;

@@ -163,38 +163,44 @@ std::vector<Case> cases() {
       {"bad magic", with([](Spec& s) { s.magic = "GGML"; }), "bad magic 'GGML'"},
       {"truncated version", cut(6), "for the version at byte 4"},
       {"version 0", with([](Spec& s) { s.version = 0; }), "version 0 at byte 4 is invalid"},
-      {"version 1", with([](Spec& s) { s.version = 1; }), "version 1 at byte 4 is no longer supported"},
+      {"version 1", with([](Spec& s) { s.version = 1; }),
+       "version 1 at byte 4 is no longer supported"},
       {"version 4", with([](Spec& s) { s.version = 4; }), "version 4 at byte 4 is newer"},
       {"endian swapped version", with([](Spec& s) { s.version = 0x03000000; }), "endian mismatch"},
       {"truncated n_tensors", cut(12), "for n_tensors"},
       {"truncated n_kv", cut(20), "for n_kv"},
       {"n_kv far beyond the file", with([&](Spec& s) { s.n_kv = huge; }), "n_kv = 1099511627776"},
       {"n_kv 2^64-1", with([](Spec& s) { s.n_kv = ~uint64_t{0}; }), "is impossible"},
-      {"n_tensors far beyond the file", with([&](Spec& s) { s.n_tensors = huge; }), "n_tensors = 1099511627776"},
+      {"n_tensors far beyond the file", with([&](Spec& s) { s.n_tensors = huge; }),
+       "n_tensors = 1099511627776"},
       {"truncated key length", cut(L.kv_start[0] + 3), "the length of a metadata key"},
       {"truncated key bytes", cut(L.kv_start[0] + 10), "has length 20, beyond the"},
-      {"key length 2^64-1", patched(L.kv_start[1], ~uint64_t{0}), "has length 18446744073709551615"},
-      {"empty key with unknown type", with([](Spec& s) { s.kvs[1].key.clear(); s.kvs[1].type = 0xffffffffu; }),
+      {"key length 2^64-1", patched(L.kv_start[1], ~uint64_t{0}),
+       "has length 18446744073709551615"},
+      {"empty key with unknown type", with([](Spec& s) {
+         s.kvs[1].key.clear();
+         s.kvs[1].type = 0xffffffffu;
+       }),
        "unknown value type 4294967295"},
       {"truncated value type", cut(L.kv_type[1] + 2), "the type of key 'test.count'"},
       {"truncated scalar value", cut(L.kv_value[1] + 1), "the value of key 'test.count'"},
       {"truncated string value", cut(L.kv_value[0] + 9), "the value of key 'general.architecture'"},
       {"string value length beyond the file",
-       with([](Spec& s) { s.kvs[0].payload = pod_payload<uint64_t>(~uint64_t{0}); }), "has length 18446744073709551615"},
+       with([](Spec& s) { s.kvs[0].payload = pod_payload<uint64_t>(~uint64_t{0}); }),
+       "has length 18446744073709551615"},
       {"unknown value type", with([](Spec& s) { s.kvs[1].type = 13; }), "unknown value type 13"},
-      {"truncated array element type", cut(L.kv_value[2] + 2), "the element type of key 'test.list'"},
+      {"truncated array element type", cut(L.kv_value[2] + 2),
+       "the element type of key 'test.list'"},
       {"truncated array length", cut(L.kv_value[2] + 8), "the array length of key 'test.list'"},
       {"truncated array elements", cut(L.kv_value[2] + 14), "array length 3 of key 'test.list'"},
-      {"array count beyond the file",
-       with([&](Spec& s) {
+      {"array count beyond the file", with([&](Spec& s) {
          Bytes x;
          x.put(static_cast<uint32_t>(GgufType::uint64));
          x.put(huge);
          s.kvs[2].payload = x.b;
        }),
        "array length 1099511627776 of key 'test.list'"},
-      {"string array element beyond the file",
-       with([](Spec& s) {
+      {"string array element beyond the file", with([](Spec& s) {
          Bytes x;
          x.put(static_cast<uint32_t>(GgufType::string));
          x.put(uint64_t{2});
@@ -203,16 +209,14 @@ std::vector<Case> cases() {
          s.kvs[2].payload = x.b;
        }),
        "has length 1125899906842624"},
-      {"nested array",
-       with([](Spec& s) {
+      {"nested array", with([](Spec& s) {
          Bytes x;
          x.put(static_cast<uint32_t>(GgufType::array));
          x.put(uint64_t{0});
          s.kvs[2].payload = x.b;
        }),
        "nested arrays are not supported"},
-      {"unknown array element type",
-       with([](Spec& s) {
+      {"unknown array element type", with([](Spec& s) {
          Bytes x;
          x.put(uint32_t{42});
          x.put(uint64_t{0});
@@ -220,16 +224,21 @@ std::vector<Case> cases() {
        }),
        "unknown array element type 42"},
       {"duplicate key", with([](Spec& s) { s.kvs[2] = s.kvs[1]; }), "duplicate key 'test.count'"},
-      {"alignment not a power of two",
-       with([](Spec& s) { s.kvs.push_back({"general.alignment", 4, pod_payload<uint32_t>(48)}); }),
+      {"alignment not a power of two", with([](Spec& s) {
+         s.kvs.push_back({"general.alignment", 4, pod_payload<uint32_t>(48)});
+       }),
        "general.alignment = 48"},
-      {"alignment zero", with([](Spec& s) { s.kvs.push_back({"general.alignment", 4, pod_payload<uint32_t>(0)}); }),
+      {"alignment zero", with([](Spec& s) {
+         s.kvs.push_back({"general.alignment", 4, pod_payload<uint32_t>(0)});
+       }),
        "is not a power of two"},
-      {"alignment of the wrong type",
-       with([](Spec& s) { s.kvs.push_back({"general.alignment", 5, pod_payload<int32_t>(32)}); }),
+      {"alignment of the wrong type", with([](Spec& s) {
+         s.kvs.push_back({"general.alignment", 5, pod_payload<int32_t>(32)});
+       }),
        "key 'general.alignment' at byte"},
-      {"alignment as uint64",
-       with([](Spec& s) { s.kvs.push_back({"general.alignment", 10, pod_payload<uint64_t>(32)}); }),
+      {"alignment as uint64", with([](Spec& s) {
+         s.kvs.push_back({"general.alignment", 10, pod_payload<uint64_t>(32)});
+       }),
        "has type uint64, expected uint32"},
       {"truncated tensor name", cut(L.ti_start[0] + 4), "the length of a tensor name"},
       {"truncated n_dims", cut(L.ti_start[0] + 9 + 2), "n_dims of tensor 'a'"},
@@ -237,35 +246,58 @@ std::vector<Case> cases() {
       {"truncated tensor type", cut(L.ti_start[0] + 21 + 1), "the type of tensor 'a'"},
       {"truncated tensor offset", cut(L.ti_start[0] + 25 + 7), "the data offset of tensor 'a'"},
       {"truncated second tensor info", cut(L.ti_start[1] + 20), "of tensor 'b'"},
-      {"n_dims 5", with([](Spec& s) { s.tensors[0] = {"a", 5, {8, 1, 1, 1, 1}, 0, 0}; }), "has n_dims 5"},
-      {"n_dims 0", with([](Spec& s) { s.tensors[0] = {"a", 0, {}, 0, 0}; }), "has n_dims 0"},
-      {"ne product overflows",
-       with([](Spec& s) { s.tensors[0] = {"a", 3, {int64_t{1} << 32, int64_t{1} << 32, 4}, 0, 0}; }),
+      {"n_dims 5", with([](Spec& s) {
+         s.tensors[0] = {"a", 5, {8, 1, 1, 1, 1}, 0, 0};
+       }),
+       "has n_dims 5"},
+      {"n_dims 0", with([](Spec& s) {
+         s.tensors[0] = {"a", 0, {}, 0, 0};
+       }),
+       "has n_dims 0"},
+      {"ne product overflows", with([](Spec& s) {
+         s.tensors[0] = {"a", 3, {int64_t{1} << 32, int64_t{1} << 32, 4}, 0, 0};
+       }),
        "element count overflows"},
-      {"byte size overflows", with([](Spec& s) { s.tensors[0] = {"a", 2, {int64_t{1} << 31, int64_t{1} << 31}, 0, 0}; }),
+      {"byte size overflows", with([](Spec& s) {
+         s.tensors[0] = {"a", 2, {int64_t{1} << 31, int64_t{1} << 31}, 0, 0};
+       }),
        "byte size overflows"},
-      {"negative ne", with([](Spec& s) { s.tensors[1].ne = {32, -2}; }), "ne[1] = -2"},
+      {"negative ne", with([](Spec& s) {
+         s.tensors[1].ne = {32, -2};
+       }),
+       "ne[1] = -2"},
       {"zero ne", with([](Spec& s) { s.tensors[0].ne = {0}; }), "ne[0] = 0"},
-      {"unsupported dtype q5_1", with([](Spec& s) { s.tensors[1].type = 7; }), "unsupported dtype q5_1 (ggml type 7) for tensor 'b'"},
-      {"unknown dtype id", with([](Spec& s) { s.tensors[1].type = 1000; }), "unsupported dtype unknown"},
-      {"ne0 not a multiple of the block size", with([](Spec& s) { s.tensors[1].ne = {48, 2}; }),
+      {"unsupported dtype q5_1", with([](Spec& s) { s.tensors[1].type = 7; }),
+       "unsupported dtype q5_1 (ggml type 7) for tensor 'b'"},
+      {"unknown dtype id", with([](Spec& s) { s.tensors[1].type = 1000; }),
+       "unsupported dtype unknown"},
+      {"ne0 not a multiple of the block size", with([](Spec& s) {
+         s.tensors[1].ne = {48, 2};
+       }),
        "ne0 = 48 is not a multiple of the q8_0 block size 32"},
-      {"duplicate tensor name", with([](Spec& s) { s.tensors[1].name = s.tensors[0].name; }), "duplicate tensor name 'a'"},
-      {"tensor name too long", with([](Spec& s) { s.tensors[1].name = std::string(64, 'x'); }), "is 64 bytes long"},
-      {"misaligned offset", with([](Spec& s) { s.tensors[1].offset = 40; }), "not a multiple of the alignment 32"},
-      {"overlapping offset", with([](Spec& s) { s.tensors[1].offset = 0; }), "has data offset 0 but 32 was expected"},
-      {"gap between tensors", with([](Spec& s) { s.tensors[1].offset = 64; }), "has data offset 64 but 32 was expected"},
-      {"tensors out of order",
-       with([](Spec& s) {
+      {"duplicate tensor name", with([](Spec& s) { s.tensors[1].name = s.tensors[0].name; }),
+       "duplicate tensor name 'a'"},
+      {"tensor name too long", with([](Spec& s) { s.tensors[1].name = std::string(64, 'x'); }),
+       "is 64 bytes long"},
+      {"misaligned offset", with([](Spec& s) { s.tensors[1].offset = 40; }),
+       "not a multiple of the alignment 32"},
+      {"overlapping offset", with([](Spec& s) { s.tensors[1].offset = 0; }),
+       "has data offset 0 but 32 was expected"},
+      {"gap between tensors", with([](Spec& s) { s.tensors[1].offset = 64; }),
+       "has data offset 64 but 32 was expected"},
+      {"tensors out of order", with([](Spec& s) {
          s.tensors[0].offset = 96;
          s.tensors[1].offset = 0;
        }),
        "tensor 'a'"},
       {"offset far beyond the file", with([](Spec& s) { s.tensors[0].offset = uint64_t{1} << 62; }),
        "was expected"},
-      {"data truncated", with([](Spec& s) { s.data_bytes = 90; }), "lies beyond the end of the file"},
+      {"data truncated", with([](Spec& s) { s.data_bytes = 90; }),
+       "lies beyond the end of the file"},
       {"no data section", with([](Spec& s) { s.data_bytes = 0; }), "data of tensor 'a'"},
-      {"tensor larger than the file", with([](Spec& s) { s.tensors[1].ne = {32, int64_t{1} << 40}; }),
+      {"tensor larger than the file", with([](Spec& s) {
+         s.tensors[1].ne = {32, int64_t{1} << 40};
+       }),
        "lies beyond the end of the file"},
   };
 }

@@ -35,19 +35,44 @@ bool value_consistent(const GgufValue& v) {
   };
   const GgufType t = v.type == GgufType::array ? v.array_type : v.type;
   switch (t) {
-    case GgufType::uint8: check(std::type_identity<uint8_t>{}); break;
-    case GgufType::int8: check(std::type_identity<int8_t>{}); break;
-    case GgufType::uint16: check(std::type_identity<uint16_t>{}); break;
-    case GgufType::int16: check(std::type_identity<int16_t>{}); break;
-    case GgufType::uint32: check(std::type_identity<uint32_t>{}); break;
-    case GgufType::int32: check(std::type_identity<int32_t>{}); break;
-    case GgufType::float32: check(std::type_identity<float>{}); break;
-    case GgufType::boolean: check(std::type_identity<bool>{}); break;
-    case GgufType::string: check(std::type_identity<std::string>{}); break;
-    case GgufType::uint64: check(std::type_identity<uint64_t>{}); break;
-    case GgufType::int64: check(std::type_identity<int64_t>{}); break;
-    case GgufType::float64: check(std::type_identity<double>{}); break;
-    case GgufType::array: break;  // nested arrays
+    case GgufType::uint8:
+      check(std::type_identity<uint8_t>{});
+      break;
+    case GgufType::int8:
+      check(std::type_identity<int8_t>{});
+      break;
+    case GgufType::uint16:
+      check(std::type_identity<uint16_t>{});
+      break;
+    case GgufType::int16:
+      check(std::type_identity<int16_t>{});
+      break;
+    case GgufType::uint32:
+      check(std::type_identity<uint32_t>{});
+      break;
+    case GgufType::int32:
+      check(std::type_identity<int32_t>{});
+      break;
+    case GgufType::float32:
+      check(std::type_identity<float>{});
+      break;
+    case GgufType::boolean:
+      check(std::type_identity<bool>{});
+      break;
+    case GgufType::string:
+      check(std::type_identity<std::string>{});
+      break;
+    case GgufType::uint64:
+      check(std::type_identity<uint64_t>{});
+      break;
+    case GgufType::int64:
+      check(std::type_identity<int64_t>{});
+      break;
+    case GgufType::float64:
+      check(std::type_identity<double>{});
+      break;
+    case GgufType::array:
+      break;  // nested arrays
   }
   return ok;
 }
@@ -88,8 +113,9 @@ struct GgufWriter::Impl {
       const ssize_t n = ::write(fd, buf.data() + done, buf.size() - done);
       if (n < 0) {
         if (errno == EINTR) continue;
-        return fail(make_error(ErrorCode::io_error, "{}: write failed after {} bytes: {}", tmp_path.string(),
-                               written - (buf.size() - done), std::strerror(errno)));
+        return fail(make_error(ErrorCode::io_error, "{}: write failed after {} bytes: {}",
+                               tmp_path.string(), written - (buf.size() - done),
+                               std::strerror(errno)));
       }
       done += static_cast<size_t>(n);
     }
@@ -163,7 +189,8 @@ struct GgufWriter::Impl {
   Status check_state(State want, std::string_view op) const {
     if (state == want) return {};
     if (state == State::failed) {
-      return make_error(ErrorCode::io_error, "{}: {} after an earlier write error", path.string(), op);
+      return make_error(ErrorCode::io_error, "{}: {} after an earlier write error", path.string(),
+                        op);
     }
     return make_error(ErrorCode::invalid_argument, "{}: {} is not allowed {}", path.string(), op,
                       state == State::metadata ? "before begin_data()"
@@ -185,8 +212,8 @@ GgufWriter::~GgufWriter() = default;
 
 Result<GgufWriter> GgufWriter::create(const std::filesystem::path& path, uint32_t alignment) {
   if (alignment == 0 || (alignment & (alignment - 1)) != 0) {
-    return make_error(ErrorCode::invalid_argument, "{}: alignment {} is not a power of two", path.string(),
-                      alignment);
+    return make_error(ErrorCode::invalid_argument, "{}: alignment {} is not a power of two",
+                      path.string(), alignment);
   }
   auto impl = std::make_unique<Impl>();
   impl->path = path;
@@ -197,7 +224,8 @@ Result<GgufWriter> GgufWriter::create(const std::filesystem::path& path, uint32_
   if (impl->fd < 0) {
     const int err = errno;
     impl->tmp_path.clear();  // nothing of ours to remove
-    return make_error(ErrorCode::io_error, "{}: cannot create: {}", (path.string() + ".tmp"), std::strerror(err));
+    return make_error(ErrorCode::io_error, "{}: cannot create: {}", (path.string() + ".tmp"),
+                      std::strerror(err));
   }
   impl->buf.reserve(k_buffer_size);
   // gguf.cpp only honours a non-default alignment through this key; 32 is left implicit.
@@ -210,31 +238,45 @@ Result<GgufWriter> GgufWriter::create(const std::filesystem::path& path, uint32_
 
 Status GgufWriter::set(const std::string& key, GgufValue value) {
   TANDEM_RETURN_IF_ERROR(impl_->check_state(State::metadata, fmt::format("set('{}')", key)));
-  if (key.empty()) return make_error(ErrorCode::invalid_argument, "{}: empty metadata key", impl_->path.string());
+  if (key.empty())
+    return make_error(ErrorCode::invalid_argument, "{}: empty metadata key", impl_->path.string());
   if (key == "general.alignment") {
-    return make_error(ErrorCode::invalid_argument,
-                      "{}: general.alignment is written by the writer itself (pass the alignment to create())",
-                      impl_->path.string());
+    return make_error(
+        ErrorCode::invalid_argument,
+        "{}: general.alignment is written by the writer itself (pass the alignment to create())",
+        impl_->path.string());
   }
   if (impl_->keys.count(key) != 0) {
-    return make_error(ErrorCode::invalid_argument, "{}: duplicate key '{}'", impl_->path.string(), key);
+    return make_error(ErrorCode::invalid_argument, "{}: duplicate key '{}'", impl_->path.string(),
+                      key);
   }
   if (!value_consistent(value)) {
-    return make_error(ErrorCode::invalid_argument,
-                      "{}: key '{}': value does not hold what its type {} / element type {} says (or is a nested "
-                      "array)",
-                      impl_->path.string(), key, gguf_type_name(value.type), gguf_type_name(value.array_type));
+    return make_error(
+        ErrorCode::invalid_argument,
+        "{}: key '{}': value does not hold what its type {} / element type {} says (or is a nested "
+        "array)",
+        impl_->path.string(), key, gguf_type_name(value.type), gguf_type_name(value.array_type));
   }
   impl_->keys.insert(key);
   impl_->kvs.push_back(GgufKv{key, std::move(value), 0});
   return {};
 }
 
-Status GgufWriter::set_u32(const std::string& key, uint32_t v) { return set(key, gguf_scalar(v)); }
-Status GgufWriter::set_i32(const std::string& key, int32_t v) { return set(key, gguf_scalar(v)); }
-Status GgufWriter::set_f32(const std::string& key, float v) { return set(key, gguf_scalar(v)); }
-Status GgufWriter::set_bool(const std::string& key, bool v) { return set(key, gguf_scalar(v)); }
-Status GgufWriter::set_string(const std::string& key, std::string v) { return set(key, gguf_scalar(std::move(v))); }
+Status GgufWriter::set_u32(const std::string& key, uint32_t v) {
+  return set(key, gguf_scalar(v));
+}
+Status GgufWriter::set_i32(const std::string& key, int32_t v) {
+  return set(key, gguf_scalar(v));
+}
+Status GgufWriter::set_f32(const std::string& key, float v) {
+  return set(key, gguf_scalar(v));
+}
+Status GgufWriter::set_bool(const std::string& key, bool v) {
+  return set(key, gguf_scalar(v));
+}
+Status GgufWriter::set_string(const std::string& key, std::string v) {
+  return set(key, gguf_scalar(std::move(v)));
+}
 Status GgufWriter::set_string_array(const std::string& key, std::vector<std::string> v) {
   return set(key, gguf_array(std::move(v)));
 }
@@ -245,38 +287,44 @@ Status GgufWriter::set_f32_array(const std::string& key, std::vector<float> v) {
   return set(key, gguf_array(std::move(v)));
 }
 
-Status GgufWriter::add_tensor(const std::string& name, DType dtype, std::array<int64_t, 4> ne, uint32_t n_dims) {
-  TANDEM_RETURN_IF_ERROR(impl_->check_state(State::metadata, fmt::format("add_tensor('{}')", name)));
+Status GgufWriter::add_tensor(const std::string& name, DType dtype, std::array<int64_t, 4> ne,
+                              uint32_t n_dims) {
+  TANDEM_RETURN_IF_ERROR(
+      impl_->check_state(State::metadata, fmt::format("add_tensor('{}')", name)));
   const std::string& file = impl_->path.string();
   if (name.empty() || name.size() >= k_max_name) {
-    return make_error(ErrorCode::invalid_argument, "{}: tensor name '{}' must be 1..{} bytes", file, name,
-                      k_max_name - 1);
+    return make_error(ErrorCode::invalid_argument, "{}: tensor name '{}' must be 1..{} bytes", file,
+                      name, k_max_name - 1);
   }
   if (impl_->tensor_names.count(name) != 0) {
     return make_error(ErrorCode::invalid_argument, "{}: duplicate tensor name '{}'", file, name);
   }
   if (n_dims == 0 || n_dims > 4) {
-    return make_error(ErrorCode::invalid_argument, "{}: tensor '{}': n_dims {} (must be 1..4)", file, name, n_dims);
+    return make_error(ErrorCode::invalid_argument, "{}: tensor '{}': n_dims {} (must be 1..4)",
+                      file, name, n_dims);
   }
   const DTypeTraits* traits = dtype_traits(static_cast<uint32_t>(dtype));
   if (traits == nullptr) {
-    return make_error(ErrorCode::invalid_argument, "{}: tensor '{}': unsupported dtype id {}", file, name,
-                      static_cast<uint32_t>(dtype));
+    return make_error(ErrorCode::invalid_argument, "{}: tensor '{}': unsupported dtype id {}", file,
+                      name, static_cast<uint32_t>(dtype));
   }
   int64_t nelements = 1;
   for (uint32_t i = 0; i < 4; ++i) {
     if (i >= n_dims && ne[i] != 1) {
-      return make_error(ErrorCode::invalid_argument, "{}: tensor '{}': ne[{}] = {} beyond n_dims {} must be 1", file,
-                        name, i, ne[i], n_dims);
+      return make_error(ErrorCode::invalid_argument,
+                        "{}: tensor '{}': ne[{}] = {} beyond n_dims {} must be 1", file, name, i,
+                        ne[i], n_dims);
     }
     if (ne[i] <= 0 || __builtin_mul_overflow(nelements, ne[i], &nelements)) {
-      return make_error(ErrorCode::invalid_argument, "{}: tensor '{}': ne[{}] = {} is not positive or overflows",
-                        file, name, i, ne[i]);
+      return make_error(ErrorCode::invalid_argument,
+                        "{}: tensor '{}': ne[{}] = {} is not positive or overflows", file, name, i,
+                        ne[i]);
     }
   }
   if (ne[0] % traits->block_size != 0) {
-    return make_error(ErrorCode::invalid_argument, "{}: tensor '{}': ne0 = {} is not a multiple of the {} block size {}",
-                      file, name, ne[0], traits->name, traits->block_size);
+    return make_error(ErrorCode::invalid_argument,
+                      "{}: tensor '{}': ne0 = {} is not a multiple of the {} block size {}", file,
+                      name, ne[0], traits->name, traits->block_size);
   }
   GgufTensorInfo t;
   t.name = name;
@@ -287,7 +335,8 @@ Status GgufWriter::add_tensor(const std::string& name, DType dtype, std::array<i
   uint64_t end = 0;
   if (__builtin_mul_overflow(row, static_cast<uint64_t>(nelements / ne[0]), &t.nbytes) ||
       __builtin_add_overflow(impl_->next_offset, t.nbytes, &end) || end > (uint64_t{1} << 62)) {
-    return make_error(ErrorCode::invalid_argument, "{}: tensor '{}': byte size overflows", file, name);
+    return make_error(ErrorCode::invalid_argument, "{}: tensor '{}': byte size overflows", file,
+                      name);
   }
   t.offset = impl_->next_offset;
   impl_->next_offset = gguf_align_up(end, impl_->alignment);
@@ -324,13 +373,14 @@ Status GgufWriter::write_tensor_data(std::span<const uint8_t> bytes) {
   Impl& w = *impl_;
   TANDEM_RETURN_IF_ERROR(w.check_state(State::data, "write_tensor_data()"));
   if (w.next_tensor >= w.tensors.size()) {
-    return make_error(ErrorCode::invalid_argument, "{}: write_tensor_data(): all {} tensors are already written",
+    return make_error(ErrorCode::invalid_argument,
+                      "{}: write_tensor_data(): all {} tensors are already written",
                       w.path.string(), w.tensors.size());
   }
   const GgufTensorInfo& t = w.tensors[w.next_tensor];
   if (bytes.size() != t.nbytes) {
-    return make_error(ErrorCode::invalid_argument, "{}: tensor '{}' needs {} bytes of data, got {}", w.path.string(),
-                      t.name, t.nbytes, bytes.size());
+    return make_error(ErrorCode::invalid_argument, "{}: tensor '{}' needs {} bytes of data, got {}",
+                      w.path.string(), t.name, t.nbytes, bytes.size());
   }
   TANDEM_RETURN_IF_ERROR(w.put(bytes.data(), bytes.size()));
   return w.end_tensor();
@@ -342,8 +392,8 @@ Status GgufWriter::write_tensor_data_chunked(
   TANDEM_RETURN_IF_ERROR(w.check_state(State::data, "write_tensor_data_chunked()"));
   if (w.next_tensor >= w.tensors.size()) {
     return make_error(ErrorCode::invalid_argument,
-                      "{}: write_tensor_data_chunked(): all {} tensors are already written", w.path.string(),
-                      w.tensors.size());
+                      "{}: write_tensor_data_chunked(): all {} tensors are already written",
+                      w.path.string(), w.tensors.size());
   }
   const GgufTensorInfo& t = w.tensors[w.next_tensor];
   uint64_t done = 0;
@@ -352,12 +402,14 @@ Status GgufWriter::write_tensor_data_chunked(
     chunk.clear();
     // A half-written tensor cannot be resumed: the writer is unusable after a producer error.
     Status produced = next_chunk(chunk);
-    if (!produced.ok()) return w.fail(produced.with_context(fmt::format("producing data of tensor '{}'", t.name)));
+    if (!produced.ok())
+      return w.fail(produced.with_context(fmt::format("producing data of tensor '{}'", t.name)));
     if (chunk.empty() || chunk.size() > t.nbytes - done) {
-      return w.fail(make_error(ErrorCode::invalid_argument,
-                               "{}: tensor '{}': a chunk of {} bytes after {} of {} bytes (chunks must be non-empty "
-                               "and add up to exactly the tensor's size)",
-                               w.path.string(), t.name, chunk.size(), done, t.nbytes));
+      return w.fail(make_error(
+          ErrorCode::invalid_argument,
+          "{}: tensor '{}': a chunk of {} bytes after {} of {} bytes (chunks must be non-empty "
+          "and add up to exactly the tensor's size)",
+          w.path.string(), t.name, chunk.size(), done, t.nbytes));
     }
     TANDEM_RETURN_IF_ERROR(w.put(chunk.data(), chunk.size()));
     done += chunk.size();
@@ -369,28 +421,33 @@ Status GgufWriter::finish() {
   Impl& w = *impl_;
   TANDEM_RETURN_IF_ERROR(w.check_state(State::data, "finish()"));
   if (w.next_tensor != w.tensors.size()) {
-    return make_error(ErrorCode::invalid_argument, "{}: finish(): only {} of {} tensors have data (next: '{}')",
-                      w.path.string(), w.next_tensor, w.tensors.size(), w.tensors[w.next_tensor].name);
+    return make_error(ErrorCode::invalid_argument,
+                      "{}: finish(): only {} of {} tensors have data (next: '{}')", w.path.string(),
+                      w.next_tensor, w.tensors.size(), w.tensors[w.next_tensor].name);
   }
   TANDEM_RETURN_IF_ERROR(w.flush());
   if (::fsync(w.fd) != 0) {
-    return w.fail(make_error(ErrorCode::io_error, "{}: fsync failed: {}", w.tmp_path.string(), std::strerror(errno)));
+    return w.fail(make_error(ErrorCode::io_error, "{}: fsync failed: {}", w.tmp_path.string(),
+                             std::strerror(errno)));
   }
   const int rc = ::close(w.fd);
   w.fd = -1;
   if (rc != 0) {
-    return w.fail(make_error(ErrorCode::io_error, "{}: close failed: {}", w.tmp_path.string(), std::strerror(errno)));
+    return w.fail(make_error(ErrorCode::io_error, "{}: close failed: {}", w.tmp_path.string(),
+                             std::strerror(errno)));
   }
   std::error_code ec;
   std::filesystem::rename(w.tmp_path, w.path, ec);
   if (ec) {
-    return w.fail(make_error(ErrorCode::io_error, "{}: cannot rename {} into place: {}", w.path.string(),
-                             w.tmp_path.string(), ec.message()));
+    return w.fail(make_error(ErrorCode::io_error, "{}: cannot rename {} into place: {}",
+                             w.path.string(), w.tmp_path.string(), ec.message()));
   }
   w.state = State::finished;
   return {};
 }
 
-uint64_t GgufWriter::bytes_written() const { return impl_->written; }
+uint64_t GgufWriter::bytes_written() const {
+  return impl_->written;
+}
 
 }  // namespace tandem

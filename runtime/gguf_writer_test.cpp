@@ -24,14 +24,10 @@ struct TensorSpec {
 // Every supported dtype, 1..4 dims, odd row counts.
 std::vector<TensorSpec> all_dtype_tensors() {
   return {
-      {"t.f32", DType::f32, {7, 1, 1, 1}, 1},
-      {"t.f16", DType::f16, {5, 3, 1, 1}, 2},
-      {"t.bf16", DType::bf16, {3, 1, 2, 1}, 3},
-      {"t.q8_0", DType::q8_0, {64, 3, 1, 1}, 2},
-      {"t.q4_0", DType::q4_0, {32, 5, 2, 1}, 3},
-      {"t.q4_K", DType::q4_K, {256, 3, 1, 1}, 2},
-      {"t.q6_K", DType::q6_K, {512, 1, 1, 2}, 4},
-      {"t.f32.last", DType::f32, {1, 1, 1, 1}, 1},
+      {"t.f32", DType::f32, {7, 1, 1, 1}, 1},     {"t.f16", DType::f16, {5, 3, 1, 1}, 2},
+      {"t.bf16", DType::bf16, {3, 1, 2, 1}, 3},   {"t.q8_0", DType::q8_0, {64, 3, 1, 1}, 2},
+      {"t.q4_0", DType::q4_0, {32, 5, 2, 1}, 3},  {"t.q4_K", DType::q4_K, {256, 3, 1, 1}, 2},
+      {"t.q6_K", DType::q6_K, {512, 1, 1, 2}, 4}, {"t.f32.last", DType::f32, {1, 1, 1, 1}, 1},
   };
 }
 
@@ -73,7 +69,8 @@ std::vector<std::pair<std::string, GgufValue>> all_metadata() {
       {"a.i32", gguf_array(std::vector<int32_t>{-1, 0, 1})},
       {"a.f32", gguf_array(std::vector<float>{0.25f, -1e30f, 7.0f})},
       {"a.bool", gguf_array(std::vector<bool>{true, false, true})},
-      {"a.string", gguf_array(std::vector<std::string>{"a", "", "merges x y", std::string(300, 'z')})},
+      {"a.string",
+       gguf_array(std::vector<std::string>{"a", "", "merges x y", std::string(300, 'z')})},
       {"a.u64", gguf_array(std::vector<uint64_t>{~uint64_t{0}, 0})},
       {"a.i64", gguf_array(std::vector<int64_t>{INT64_MIN, INT64_MAX})},
       {"a.f64", gguf_array(std::vector<double>{1e300, -0.5})},
@@ -82,7 +79,8 @@ std::vector<std::pair<std::string, GgufValue>> all_metadata() {
 }
 
 void write_file(const std::filesystem::path& path, uint32_t alignment,
-                const std::vector<std::pair<std::string, GgufValue>>& meta, const std::vector<TensorSpec>& tensors,
+                const std::vector<std::pair<std::string, GgufValue>>& meta,
+                const std::vector<TensorSpec>& tensors,
                 const std::vector<std::vector<uint8_t>>& data) {
   auto w = GgufWriter::create(path, alignment);
   REQUIRE(w.ok());
@@ -101,7 +99,8 @@ TEST_CASE("GgufWriter round trips every dtype and metadata type", "[gguf]") {
   const auto meta = all_metadata();
   const auto tensors = all_dtype_tensors();
   std::vector<std::vector<uint8_t>> data;
-  for (size_t i = 0; i < tensors.size(); ++i) data.push_back(random_bytes(nbytes_of(tensors[i]), 1000 + uint32_t(i)));
+  for (size_t i = 0; i < tensors.size(); ++i)
+    data.push_back(random_bytes(nbytes_of(tensors[i]), 1000 + uint32_t(i)));
 
   for (uint32_t alignment : {32u, 1u, 64u, 4096u}) {
     SECTION("alignment " + std::to_string(alignment)) {
@@ -126,7 +125,8 @@ TEST_CASE("GgufWriter round trips every dtype and metadata type", "[gguf]") {
         INFO(meta[i].first);
         CHECK(kv.key == meta[i].first);
         CHECK(kv.value.type == meta[i].second.type);
-        if (kv.value.type == GgufType::array) CHECK(kv.value.array_type == meta[i].second.array_type);
+        if (kv.value.type == GgufType::array)
+          CHECK(kv.value.array_type == meta[i].second.array_type);
         CHECK(kv.value.value == meta[i].second.value);
         CHECK(kv.value.array_size() == meta[i].second.array_size());
       }
@@ -155,8 +155,10 @@ TEST_CASE("GgufWriter round trips every dtype and metadata type", "[gguf]") {
 
 TEST_CASE("GgufWriter chunked data equals one-shot data", "[gguf]") {
   test::TempDir dir("tandem-gguf-writer");
-  const std::vector<TensorSpec> tensors = {{"exps", DType::q4_0, {64, 3, 5, 1}, 3}, {"tail", DType::f16, {3, 1, 1, 1}, 1}};
-  std::vector<std::vector<uint8_t>> data = {random_bytes(nbytes_of(tensors[0]), 7), random_bytes(6, 8)};
+  const std::vector<TensorSpec> tensors = {{"exps", DType::q4_0, {64, 3, 5, 1}, 3},
+                                           {"tail", DType::f16, {3, 1, 1, 1}, 1}};
+  std::vector<std::vector<uint8_t>> data = {random_bytes(nbytes_of(tensors[0]), 7),
+                                            random_bytes(6, 8)};
   write_file(dir / "one.gguf", 32, {}, tensors, data);
 
   auto w = GgufWriter::create(dir / "chunked.gguf");
@@ -167,11 +169,11 @@ TEST_CASE("GgufWriter chunked data equals one-shot data", "[gguf]") {
   size_t pos = 0;
   const size_t per_expert = 3 * 36;
   REQUIRE(w->write_tensor_data_chunked([&](std::vector<uint8_t>& chunk) {
-              chunk.assign(data[0].begin() + static_cast<std::ptrdiff_t>(pos),
-                           data[0].begin() + static_cast<std::ptrdiff_t>(pos + per_expert));
-              pos += per_expert;
-              return Status{};
-            }).ok());
+             chunk.assign(data[0].begin() + static_cast<std::ptrdiff_t>(pos),
+                          data[0].begin() + static_cast<std::ptrdiff_t>(pos + per_expert));
+             pos += per_expert;
+             return Status{};
+           }).ok());
   CHECK(pos == data[0].size());
   REQUIRE(w->write_tensor_data(data[1]).ok());
   REQUIRE(w->finish().ok());
@@ -212,16 +214,22 @@ TEST_CASE("GgufWriter rejects misuse with clear errors", "[gguf]") {
     nested.array_type = GgufType::array;
     nested.value = std::vector<uint32_t>{};
     CHECK_FALSE(w->set("nested", nested).ok());
-    CHECK_THAT(w->add_tensor("q", DType::q4_0, {48, 1, 1, 1}, 2).message(), Contains("block size 32"));
+    CHECK_THAT(w->add_tensor("q", DType::q4_0, {48, 1, 1, 1}, 2).message(),
+               Contains("block size 32"));
     CHECK_THAT(w->add_tensor("z", DType::f32, {0, 1, 1, 1}, 1).message(), Contains("not positive"));
-    CHECK_THAT(w->add_tensor("d", DType::f32, {4, 2, 1, 1}, 1).message(), Contains("beyond n_dims"));
-    CHECK_THAT(w->add_tensor(std::string(64, 'n'), DType::f32, {4, 1, 1, 1}, 1).message(), Contains("1..63 bytes"));
+    CHECK_THAT(w->add_tensor("d", DType::f32, {4, 2, 1, 1}, 1).message(),
+               Contains("beyond n_dims"));
+    CHECK_THAT(w->add_tensor(std::string(64, 'n'), DType::f32, {4, 1, 1, 1}, 1).message(),
+               Contains("1..63 bytes"));
     REQUIRE(w->add_tensor("t", DType::f32, {4, 1, 1, 1}, 1).ok());
-    CHECK_THAT(w->add_tensor("t", DType::f32, {4, 1, 1, 1}, 1).message(), Contains("duplicate tensor name 't'"));
-    CHECK_THAT(w->write_tensor_data(std::vector<uint8_t>(16)).message(), Contains("before begin_data()"));
+    CHECK_THAT(w->add_tensor("t", DType::f32, {4, 1, 1, 1}, 1).message(),
+               Contains("duplicate tensor name 't'"));
+    CHECK_THAT(w->write_tensor_data(std::vector<uint8_t>(16)).message(),
+               Contains("before begin_data()"));
     REQUIRE(w->begin_data().ok());
     CHECK_THAT(w->set_u32("late", 1).message(), Contains("after begin_data()"));
-    CHECK_THAT(w->write_tensor_data(std::vector<uint8_t>(15)).message(), Contains("needs 16 bytes of data, got 15"));
+    CHECK_THAT(w->write_tensor_data(std::vector<uint8_t>(15)).message(),
+               Contains("needs 16 bytes of data, got 15"));
     CHECK_THAT(w->finish().message(), Contains("only 0 of 1 tensors"));
   }
   SECTION("chunk overrun and producer errors") {
@@ -241,9 +249,8 @@ TEST_CASE("GgufWriter rejects misuse with clear errors", "[gguf]") {
     REQUIRE(w.ok());
     REQUIRE(w->add_tensor("t", DType::f32, {4, 1, 1, 1}, 1).ok());
     REQUIRE(w->begin_data().ok());
-    auto st = w->write_tensor_data_chunked([](std::vector<uint8_t>&) {
-      return Status(ErrorCode::internal, "boom");
-    });
+    auto st = w->write_tensor_data_chunked(
+        [](std::vector<uint8_t>&) { return Status(ErrorCode::internal, "boom"); });
     CHECK_THAT(st.message(), Contains("producing data of tensor 't': boom"));
   }
   SECTION("an unfinished file is removed") {
@@ -286,11 +293,13 @@ std::vector<uint8_t> file_bytes(const std::filesystem::path& p) {
 // tests/fuzz/make_corpus.py is an independent writer following ggml's gguf.cpp layout: the same
 // content written by GgufWriter must come out byte for byte the same.
 TEST_CASE("GgufWriter output is byte-identical to an independent writer", "[gguf]") {
-  const auto corpus = std::filesystem::path(__FILE__).parent_path().parent_path() / "tests" / "fuzz" / "corpus";
+  const auto corpus =
+      std::filesystem::path(__FILE__).parent_path().parent_path() / "tests" / "fuzz" / "corpus";
   test::TempDir dir("tandem-gguf-writer");
 
   SECTION("valid_align64.gguf") {
-    const std::vector<TensorSpec> ts = {{"a", DType::f32, {3, 1, 1, 1}, 1}, {"b", DType::q8_0, {32, 1, 1, 1}, 1}};
+    const std::vector<TensorSpec> ts = {{"a", DType::f32, {3, 1, 1, 1}, 1},
+                                        {"b", DType::q8_0, {32, 1, 1, 1}, 1}};
     write_file(dir / "a64.gguf", 64, {}, ts, {corpus_pattern(0, 12), corpus_pattern(1, 34)});
     CHECK(file_bytes(dir / "a64.gguf") == file_bytes(corpus / "valid_align64.gguf"));
   }

@@ -81,4 +81,14 @@ uint64_t IoFaultInjector::n_injected() const {
   return n_injected_;
 }
 
+void IoFaultInjector::refuse_o_direct(bool refuse) {
+  std::lock_guard lock(mu_);
+  refuse_o_direct_ = refuse;
+}
+
+bool IoFaultInjector::o_direct_refused() const {
+  std::lock_guard lock(mu_);
+  return refuse_o_direct_;
+}
+
 }  // namespace tandem

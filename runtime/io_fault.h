@@ -15,6 +15,9 @@
 //   delay  the attempt's completion is held back `delay_ms` milliseconds (other reads keep
 //          completing meanwhile)
 //
+// refuse_o_direct(true) makes AsyncReader::open() see its O_DIRECT probe read fail with EINVAL,
+// as on a file system without O_DIRECT (tmpfs before Linux 6.6), to exercise the fallback.
+//
 // Thread-safe: rules may be added while reads are in flight.
 #pragma once
 
@@ -57,11 +60,14 @@ class IoFaultInjector {
   void add(const IoFaultRule& rule);
   void clear();
 
-  // Called by the reader for each attempt of request `index` covering the file range
-  // [offset, offset + length).
+  // Called by the reader for each attempt of request `index`, which asked for the file bytes
+  // [offset, offset + length) (retries pass the same range).
   IoFaultAction on_attempt(uint64_t index, uint64_t offset, uint64_t length);
 
   uint64_t n_injected() const;  // attempts that received a non-empty action
+
+  void refuse_o_direct(bool refuse);
+  bool o_direct_refused() const;
 
  private:
   struct Live {
@@ -71,6 +77,7 @@ class IoFaultInjector {
   mutable std::mutex mu_;
   std::vector<Live> rules_;
   uint64_t n_injected_ = 0;
+  bool refuse_o_direct_ = false;
 };
 
 }  // namespace tandem

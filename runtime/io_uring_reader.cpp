@@ -99,7 +99,7 @@ struct ReadOp {
 
   void prepare_attempt() {
     attempt_len = read_end - pos;
-    fault = reader->options_.faults ? reader->options_.faults->on_attempt(index, pos, attempt_len)
+    fault = reader->options_.faults ? reader->options_.faults->on_attempt(index, req.offset, req.length)
                                     : IoFaultAction{};
     reader->n_attempts_.fetch_add(1, std::memory_order_relaxed);
   }
@@ -310,7 +310,7 @@ class UringBackend final : public AsyncReader::Impl {
   }
 
   void loop() {
-    std::vector<std::pair<ReadOp*, int64_t>> ready;
+    std::vector<std::pair<ReadOp*, int64_t>> ready, reaped;
     std::vector<ReadOp*> again;
     std::vector<ReadOp*> finished;
     for (;;) {
@@ -330,22 +330,29 @@ class UringBackend final : public AsyncReader::Impl {
       ready.clear();
       again.clear();
       finished.clear();
-      uint32_t n_reaped = 0;
+      reaped.clear();
       unsigned head = 0;
       unsigned n_cqe = 0;
       io_uring_for_each_cqe(&ring_, head, cqe) {
         ++n_cqe;
-        auto* op = static_cast<ReadOp*>(io_uring_cqe_get_data(cqe));
-        if (!op) continue;
-        ++n_reaped;
-        if (op->fault.delay_ms) {
-          delayed_.push_back({Clock::now() + std::chrono::milliseconds(op->fault.delay_ms), op, cqe->res});
-          op->fault.delay_ms = 0;
-        } else {
-          ready.emplace_back(op, cqe->res);
-        }
+        if (auto* op = static_cast<ReadOp*>(io_uring_cqe_get_data(cqe))) reaped.emplace_back(op, cqe->res);
       }
       io_uring_cq_advance(&ring_, n_cqe);
+      {
+        // Besides the count, taking mu_ orders this thread's reads of the ops after the
+        // submitter's writes (made under mu_ before the SQE went out): the kernel's ordering
+        // of SQE -> CQE is invisible to the C++ memory model and to ThreadSanitizer.
+        std::lock_guard lock(mu_);
+        in_flight_ -= static_cast<uint32_t>(reaped.size());
+      }
+      for (auto& [op, res] : reaped) {
+        if (op->fault.delay_ms) {
+          delayed_.push_back({Clock::now() + std::chrono::milliseconds(op->fault.delay_ms), op, res});
+          op->fault.delay_ms = 0;
+        } else {
+          ready.emplace_back(op, res);
+        }
+      }
       const auto now = Clock::now();
       for (size_t i = 0; i < delayed_.size();) {
         if (delayed_[i].due <= now) {
@@ -360,7 +367,6 @@ class UringBackend final : public AsyncReader::Impl {
       bool stop = false;
       {
         std::lock_guard lock(mu_);
-        in_flight_ -= n_reaped;
         for (auto it = again.rbegin(); it != again.rend(); ++it) pending_.push_front(*it);
         fill_locked();
         stop = stopping_ && in_flight_ == 0 && pending_.empty() && delayed_.empty();
@@ -425,12 +431,14 @@ Result<std::unique_ptr<AsyncReader>> AsyncReader::open(const std::filesystem::pa
   // Some file systems accept O_DIRECT at open and refuse it at the first read.
   if (r->mode_ == IoMode::direct && r->file_size_ > 0) {
     TANDEM_ASSIGN_OR_RETURN(AlignedBuffer probe, AlignedBuffer::allocate(k_io_alignment));
-    if (::pread(r->fd_, probe.data(), k_io_alignment, 0) < 0 && errno == EINVAL) {
+    const bool injected = options.faults && options.faults->o_direct_refused();
+    if (injected || (::pread(r->fd_, probe.data(), k_io_alignment, 0) < 0 && errno == EINVAL)) {
       ::close(r->fd_);
       r->fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
       if (r->fd_ < 0) return open_error(errno);
       r->mode_ = IoMode::buffered;
-      r->fallback_reason_ = "the file system refused an O_DIRECT read (EINVAL)";
+      r->fallback_reason_ = injected ? "the file system refused an O_DIRECT read (EINVAL, injected)"
+                                     : "the file system refused an O_DIRECT read (EINVAL)";
     }
   }
   if (!r->fallback_reason_.empty()) {

@@ -15,14 +15,15 @@ Result<MappedFile> MappedFile::open(const std::filesystem::path& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     const int err = errno;
-    return make_error(err == ENOENT ? ErrorCode::not_found : ErrorCode::io_error, "{}: cannot open: {}",
-                      path.string(), std::strerror(err));
+    return make_error(err == ENOENT ? ErrorCode::not_found : ErrorCode::io_error,
+                      "{}: cannot open: {}", path.string(), std::strerror(err));
   }
   struct stat st {};
   if (::fstat(fd, &st) != 0) {
     const int err = errno;
     ::close(fd);
-    return make_error(ErrorCode::io_error, "{}: cannot stat: {}", path.string(), std::strerror(err));
+    return make_error(ErrorCode::io_error, "{}: cannot stat: {}", path.string(),
+                      std::strerror(err));
   }
   if (!S_ISREG(st.st_mode)) {
     ::close(fd);
@@ -57,7 +58,9 @@ MappedFile& MappedFile::operator=(MappedFile&& other) noexcept {
   return *this;
 }
 
-MappedFile::~MappedFile() { reset(); }
+MappedFile::~MappedFile() {
+  reset();
+}
 
 void MappedFile::reset() {
   if (data_ != nullptr) ::munmap(const_cast<uint8_t*>(data_), size_);

@@ -79,5 +79,7 @@ TEST_CASE("mem_stats: anonymous and file-backed growth show up in their own fiel
   // The tracker remembers each part's peak although both have shrunk since.
   REQUIRE(tracker.peak().rss_anon_bytes >= with_anon->rss_anon_bytes);
   REQUIRE(tracker.peak().rss_file_bytes >= with_file->rss_file_bytes);
-  REQUIRE(tracker.peak().peak_rss_bytes >= with_anon->rss_bytes);
+  REQUIRE(tracker.peak().rss_bytes >= with_anon->rss_bytes);
+  // VmHWM comes from per-thread batched counters: allow it to lag by a little.
+  REQUIRE(tracker.peak().peak_rss_bytes >= before->rss_bytes + k_bytes * 3 / 4);
 }

@@ -17,8 +17,8 @@ namespace {
 // A tiny SmallThinker: 8 layers, n_embd 64, 4 heads of 16 (2 kv heads), 4 experts of 32.
 struct Tiny {
   uint32_t n_layer = 8;
-  int64_t n_embd = 64, n_head = 4, n_head_kv = 2, head_dim = 16, n_expert = 4, n_expert_used = 2, n_ff = 32,
-          n_vocab = 100;
+  int64_t n_embd = 64, n_head = 4, n_head_kv = 2, head_dim = 16, n_expert = 4, n_expert_used = 2,
+          n_ff = 32, n_vocab = 100;
   bool transposed_down = false;
   bool tied = true;
   // Key edits applied over the defaults: nullopt removes the key.
@@ -28,7 +28,8 @@ struct Tiny {
   std::map<std::string, DType> dtypes;
 };
 
-std::filesystem::path write_tiny(const test::TempDir& dir, const Tiny& t, const std::string& file = "tiny.gguf") {
+std::filesystem::path write_tiny(const test::TempDir& dir, const Tiny& t,
+                                 const std::string& file = "tiny.gguf") {
   std::vector<std::pair<std::string, GgufValue>> kv = {
       {"general.architecture", gguf_scalar(std::string("smallthinker"))},
       {"general.name", gguf_scalar(std::string("tiny-test"))},
@@ -45,7 +46,8 @@ std::filesystem::path write_tiny(const test::TempDir& dir, const Tiny& t, const 
       {"smallthinker.expert_feed_forward_length", gguf_scalar(uint32_t(t.n_ff))},
       {"smallthinker.expert_gating_func", gguf_scalar(uint32_t{2})},
       {"smallthinker.rope.freq_base", gguf_scalar(1.5e6f)},
-      {"tokenizer.ggml.tokens", gguf_array(std::vector<std::string>(static_cast<size_t>(t.n_vocab), "tok"))},
+      {"tokenizer.ggml.tokens",
+       gguf_array(std::vector<std::string>(static_cast<size_t>(t.n_vocab), "tok"))},
   };
   for (const auto& [k, v] : t.keys) {
     auto it = std::find_if(kv.begin(), kv.end(), [&](const auto& p) { return p.first == k; });
@@ -58,7 +60,8 @@ std::filesystem::path write_tiny(const test::TempDir& dir, const Tiny& t, const 
     uint32_t n_dims;
   };
   const int64_t d = t.n_embd, q = t.n_head * t.head_dim, k = t.n_head_kv * t.head_dim;
-  std::vector<T> ts = {{"token_embd.weight", {d, t.n_vocab, 1, 1}, 2}, {"output_norm.weight", {d, 1, 1, 1}, 1}};
+  std::vector<T> ts = {{"token_embd.weight", {d, t.n_vocab, 1, 1}, 2},
+                       {"output_norm.weight", {d, 1, 1, 1}, 1}};
   if (!t.tied) ts.push_back({"output.weight", {d, t.n_vocab, 1, 1}, 2});
   for (uint32_t il = 0; il < t.n_layer; ++il) {
     auto n = [&](const char* s) { return "blk." + std::to_string(il) + "." + s + ".weight"; };
@@ -113,10 +116,10 @@ Status load_error(const Tiny& t) {
 TEST_CASE("Model loads a tiny SmallThinker with llama.cpp defaults", "[model]") {
   test::TempDir dir("tandem-model");
   Tiny t;
-  t.keys["smallthinker.attention.head_count_kv"] = std::nullopt;     // -> n_head
-  t.keys["smallthinker.attention.value_length"] = std::nullopt;      // -> key_length
-  t.keys["smallthinker.attention.key_length"] = std::nullopt;        // -> n_embd / n_head = 16
-  t.keys["smallthinker.rope.freq_base"] = std::nullopt;              // -> 10000
+  t.keys["smallthinker.attention.head_count_kv"] = std::nullopt;  // -> n_head
+  t.keys["smallthinker.attention.value_length"] = std::nullopt;   // -> key_length
+  t.keys["smallthinker.attention.key_length"] = std::nullopt;     // -> n_embd / n_head = 16
+  t.keys["smallthinker.rope.freq_base"] = std::nullopt;           // -> 10000
   t.n_head_kv = 4;
   auto m = Model::load(write_tiny(dir, t));
   REQUIRE(m.ok());
@@ -161,7 +164,8 @@ TEST_CASE("Model reads explicit values, vocab_size and the content hash", "[mode
   t.keys["smallthinker.expert_gating_func"] = gguf_scalar(uint32_t{1});
   t.keys["smallthinker.rope.dimension_count"] = gguf_scalar(uint32_t{8});
   t.keys["general.name"] = std::nullopt;
-  t.keys["smallthinker.attention.head_count_kv"] = gguf_array(std::vector<int32_t>(8, 2));  // per-layer, uniform
+  t.keys["smallthinker.attention.head_count_kv"] =
+      gguf_array(std::vector<int32_t>(8, 2));  // per-layer, uniform
   t.tied = false;
   auto m = Model::load(write_tiny(dir, t));
   REQUIRE(m.ok());
@@ -259,13 +263,14 @@ TEST_CASE("Model rejects bad files with clear errors", "[model]") {
   SECTION("missing required key") {
     Tiny t;
     t.keys["smallthinker.attention.layer_norm_rms_epsilon"] = std::nullopt;
-    CHECK_THAT(load_error(t).message(), Contains("key 'smallthinker.attention.layer_norm_rms_epsilon' not found"));
+    CHECK_THAT(load_error(t).message(),
+               Contains("key 'smallthinker.attention.layer_norm_rms_epsilon' not found"));
   }
   SECTION("key of the wrong type") {
     Tiny t;
     t.keys["smallthinker.block_count"] = gguf_scalar(int32_t{8});
-    CHECK_THAT(load_error(t).message(),
-               Contains("key 'smallthinker.block_count'") && Contains("has type int32, expected uint32"));
+    CHECK_THAT(load_error(t).message(), Contains("key 'smallthinker.block_count'") &&
+                                            Contains("has type int32, expected uint32"));
   }
   SECTION("optional key of the wrong type") {
     Tiny t;
@@ -274,7 +279,8 @@ TEST_CASE("Model rejects bad files with clear errors", "[model]") {
   }
   SECTION("per-layer head counts that differ") {
     Tiny t;
-    t.keys["smallthinker.attention.head_count"] = gguf_array(std::vector<uint32_t>{4, 4, 4, 4, 4, 4, 4, 2});
+    t.keys["smallthinker.attention.head_count"] =
+        gguf_array(std::vector<uint32_t>{4, 4, 4, 4, 4, 4, 4, 2});
     CHECK_THAT(load_error(t).message(), Contains("differs between layers"));
   }
   SECTION("per-layer head counts of the wrong length") {
@@ -292,7 +298,8 @@ TEST_CASE("Model rejects bad files with clear errors", "[model]") {
     t.n_head = 3;
     t.n_head_kv = 3;
     t.keys["smallthinker.attention.key_length"] = std::nullopt;
-    CHECK_THAT(load_error(t).message(), Contains("key_length is missing and n_embd=64 is not a multiple of n_head=3"));
+    CHECK_THAT(load_error(t).message(),
+               Contains("key_length is missing and n_embd=64 is not a multiple of n_head=3"));
   }
   SECTION("n_expert_used > n_expert") {
     Tiny t;
@@ -317,24 +324,29 @@ TEST_CASE("Model rejects bad files with clear errors", "[model]") {
   SECTION("mis-shaped tensor") {
     Tiny t;
     t.tensors["blk.3.attn_k.weight"] = {{{64, 48, 1, 1}, 2}};
-    CHECK_THAT(load_error(t).message(),
-               Contains("tensor 'blk.3.attn_k.weight' has shape [64, 48] but n_embd=64, n_head_kv*head_dim=32 "
-                        "requires [64, 32]"));
+    CHECK_THAT(
+        load_error(t).message(),
+        Contains(
+            "tensor 'blk.3.attn_k.weight' has shape [64, 48] but n_embd=64, n_head_kv*head_dim=32 "
+            "requires [64, 32]"));
   }
   SECTION("mis-shaped down experts") {
     Tiny t;
     t.tensors["blk.0.ffn_down_exps.weight"] = {{{32, 64, 3, 1}, 3}};
-    CHECK_THAT(load_error(t).message(), Contains("'blk.0.ffn_down_exps.weight' has shape [32, 64, 3]"));
+    CHECK_THAT(load_error(t).message(),
+               Contains("'blk.0.ffn_down_exps.weight' has shape [32, 64, 3]"));
   }
   SECTION("token_embd disagrees with the vocabulary") {
     Tiny t;
     t.keys["smallthinker.vocab_size"] = gguf_scalar(uint32_t{101});
-    CHECK_THAT(load_error(t).message(), Contains("'token_embd.weight' has shape [64, 100] but n_embd=64, n_vocab=101"));
+    CHECK_THAT(load_error(t).message(),
+               Contains("'token_embd.weight' has shape [64, 100] but n_embd=64, n_vocab=101"));
   }
   SECTION("norm that is not f32") {
     Tiny t;
     t.dtypes["blk.2.ffn_norm.weight"] = DType::f16;
-    CHECK_THAT(load_error(t).message(), Contains("'blk.2.ffn_norm.weight' has dtype f16, expected f32"));
+    CHECK_THAT(load_error(t).message(),
+               Contains("'blk.2.ffn_norm.weight' has dtype f16, expected f32"));
   }
   SECTION("quantized router") {
     Tiny t;

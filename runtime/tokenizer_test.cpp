@@ -12,6 +12,7 @@
 #include "runtime/tokenizer_pre.h"
 #include "runtime/unicode_bytes.h"
 #include "runtime/unicode_utf8.h"
+#include "runtime/tokenizer_test_data.h"
 #include "support/test_support.h"
 
 using namespace tandem;
@@ -375,10 +376,7 @@ std::vector<std::string> split_on(const std::string& s, const std::string& sep) 
 TEST_CASE("qwen2 vocabulary reproduces llama.cpp's test vectors", "[tokenizer][data]") {
   const auto data = test::shared_data_dir();
   REQUIRE(data);
-  auto vocab = vocab_from_tiktoken(*data / "qwen.tiktoken", 151936);
-  REQUIRE(vocab.ok());
-  auto tok = Tokenizer::from_vocab(*vocab);
-  REQUIRE(tok.ok());
+  const Tokenizer* tok = &test::qwen_tokenizer();
   CHECK(tok->n_vocab() == 151936);
   CHECK(tok->n_merges() == 151387);
 

@@ -2,13 +2,13 @@
 
 #include <catch2/catch.hpp>
 
-#include <chrono>
 #include <fstream>
 #include <set>
 
 #include "runtime/builtin_corpus.h"
 #include "runtime/unicode_bytes.h"
 #include "runtime/unicode_utf8.h"
+#include "runtime/tokenizer_test_data.h"
 #include "support/test_support.h"
 
 using namespace tandem;
@@ -66,10 +66,7 @@ TEST_CASE("builtin corpus is sizeable valid UTF-8", "[vocab]") {
 }
 
 TEST_CASE("vocab_builtin layout, determinism and prefix property", "[vocab]") {
-  const auto t0 = std::chrono::steady_clock::now();
   const VocabData a = vocab_builtin(2048);
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  INFO("vocab_builtin(2048) took " << seconds << " s");
   const VocabData b = vocab_builtin(2048);
   CHECK(a.tokens == b.tokens);
   CHECK(a.merges == b.merges);
@@ -173,14 +170,7 @@ TEST_CASE("vocab_from_tiktoken reports malformed files with line numbers", "[voc
 }
 
 TEST_CASE("vocab_from_tiktoken on qwen.tiktoken", "[vocab][data]") {
-  const auto data = test::shared_data_dir();
-  REQUIRE(data);
-  const auto t0 = std::chrono::steady_clock::now();
-  auto r = vocab_from_tiktoken(*data / "qwen.tiktoken", 151936);
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  REQUIRE(r.ok());
-  WARN("vocab_from_tiktoken(qwen.tiktoken) took " << seconds << " s");
-  const VocabData& v = *r;
+  const VocabData& v = test::qwen_vocab();
   REQUIRE(v.tokens.size() == 151936);
   CHECK(v.merges.size() == 151387);
   CHECK(v.merges[0] == "Ġ Ġ");  // rank 256 is two spaces

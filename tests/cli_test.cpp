@@ -17,9 +17,9 @@
 #include "runtime/tokenizer.h"
 #include "support/test_support.h"
 
-#ifndef TANDEM_BIN
-#error "tests/CMakeLists.txt defines TANDEM_BIN when the tandem command is built"
-#endif
+// tests/CMakeLists.txt defines TANDEM_BIN when the tandem command is built
+// (TANDEM_BUILD_TOOLS); without it there is nothing to test here.
+#ifdef TANDEM_BIN
 
 using namespace tandem;
 
@@ -183,3 +183,5 @@ TEST_CASE("cli: without -m the default model is created first", "[cli]") {
   CHECK(r.err.find("creating the built-in default model") != std::string::npos);
   CHECK(std::filesystem::exists(path));
 }
+
+#endif  // TANDEM_BIN

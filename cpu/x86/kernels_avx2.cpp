@@ -66,7 +66,7 @@ struct RowList {
   int64_t row(int64_t i) const { return idx ? idx[i] : i; }
 };
 
-inline constexpr int64_t k_prefetch_rows = 8;
+inline constexpr int64_t k_prefetch_rows = 4;
 
 template <WKind K, int NR, int NT>
 inline void tile_q(int64_t nb, const RowList& rl, int64_t i0, const BlockPrep* const* xp, float* y, int64_t ys) {
@@ -126,7 +126,7 @@ inline void tile_q(int64_t nb, const RowList& rl, int64_t i0, const BlockPrep* c
 
 template <WKind K, int NT>
 inline void rows_q(int64_t nb, int64_t n_rows, const RowList& rl, const BlockPrep* const* xp, float* y, int64_t ys) {
-  constexpr int NR = NT == 1 ? 4 : 2;
+  constexpr int NR = NT == 1 ? 1 : 2;  // one row at a time keeps the DRAM stream sequential
   int64_t r = 0;
   for (; r + NR <= n_rows; r += NR) tile_q<K, NR, NT>(nb, rl, r, xp, y, ys);
   for (; r < n_rows; ++r) tile_q<K, 1, NT>(nb, rl, r, xp, y, ys);

@@ -127,7 +127,7 @@ struct RowList {
   int64_t row(int64_t i) const { return idx ? idx[i] : i; }
 };
 
-inline constexpr int64_t k_prefetch_rows = 8;
+inline constexpr int64_t k_prefetch_rows = 4;
 
 // NR rows x NT tokens, all pairs.
 template <WKind K, int NR, int NT>
@@ -171,7 +171,7 @@ inline void tile_q(int64_t nb, const RowList& rl, int64_t i0, const PairPrep* co
 
 template <WKind K, int NT>
 inline void rows_q(int64_t nb, int64_t n_rows, const RowList& rl, const PairPrep* const* xp, float* y, int64_t ys) {
-  constexpr int NR = NT == 1 ? 4 : 2;
+  constexpr int NR = NT == 1 ? 1 : 2;  // one row at a time keeps the DRAM stream sequential
   int64_t r = 0;
   for (; r + NR <= n_rows; r += NR) tile_q<K, NR, NT>(nb, rl, r, xp, y, ys);
   for (; r < n_rows; ++r) tile_q<K, 1, NT>(nb, rl, r, xp, y, ys);

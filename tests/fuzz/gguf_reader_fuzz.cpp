@@ -3,8 +3,8 @@
 // leak, out-of-bounds read or UB report is a bug: bad input must only ever yield a Status.
 //
 // Build and run (clang only; see tests/fuzz/CMakeLists.txt):
-//   CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DTANDEM_FUZZ=ON -DTANDEM_BUILD_BENCH=OFF
-//   ninja -C build-fuzz gguf_reader_fuzz
+//   CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DTANDEM_FUZZ=ON
+//   -DTANDEM_BUILD_BENCH=OFF ninja -C build-fuzz gguf_reader_fuzz
 //   ./build-fuzz/tests/fuzz/gguf_reader_fuzz -max_total_time=60 -rss_limit_mb=2048 \
 //       build-fuzz/fuzz-corpus tests/fuzz/corpus
 #include <cstddef>
