@@ -101,6 +101,11 @@ TEST_CASE("weights imported from a memory-mapped file are used without a copy", 
   std::vector<float> imported;
   const uint64_t before = private_rss_bytes();
   imported = gemv_with(fx, tensor, bytes, x, &placement);
+  WARN("after first " << (private_rss_bytes() - before) / 1048576.0);
+  (void)gemv_with(fx, tensor, bytes, x, &placement);
+  WARN("after second " << (private_rss_bytes() - before) / 1048576.0);
+  (void)gemv_with(fx, tensor, bytes, x, &placement);
+  WARN("after third " << (private_rss_bytes() - before) / 1048576.0);
   const uint64_t grown = private_rss_bytes() - std::min(before, private_rss_bytes());
   INFO(fmt::format("placement {}, private RSS grew {:.1f} MiB for a {:.1f} MiB tensor",
                    weight_placement_name(placement), grown / 1048576.0, bytes / 1048576.0));

@@ -1,0 +1,242 @@
+// The profiler on tiny models written by the model maker: hot experts found where the maker
+// put them, flat routing with skew 0, JSON round trips, traces the planner can read.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "runtime/builtin_corpus.h"
+#include "runtime/model_maker.h"
+#include "runtime/profiler.h"
+#include "test_support.h"
+
+namespace tandem {
+namespace {
+
+std::unique_ptr<Session> open_tiny(const test::TempDir& dir, const std::string& name, float skew, uint32_t n_ctx = 256) {
+  MakeModelOptions mo;
+  mo.preset = "tiny";
+  mo.dtype = DType::f32;  // the test reads the router and embeddings directly
+  mo.skew = skew;
+  mo.seed = 7;
+  const auto path = dir / name;
+  REQUIRE(make_model(mo, path).ok());
+  SessionOptions so;
+  so.model_path = path;
+  so.n_ctx = n_ctx;
+  so.n_ubatch = 64;
+  so.n_threads = 2;
+  auto s = Session::open(so);
+  REQUIRE(s.ok());
+  return std::move(*s);
+}
+
+// The maker gives expert e of layer l the router bias b_e along the mean embedding
+// direction u0 (model_maker.cpp header), so router_row_e . mean(token embeddings) recovers
+// b_e up to small noise: the expert it ranks first is the one the maker made hottest.
+std::vector<uint32_t> maker_hot_experts(const Model& m) {
+  const ModelShape& s = m.shape();
+  const ModelWeights& w = m.weights();
+  REQUIRE(w.token_embd.dtype == DType::f32);
+  std::vector<double> mean(s.n_embd, 0.0);
+  for (uint32_t v = 0; v < s.n_vocab; ++v) {
+    const auto* row = reinterpret_cast<const float*>(static_cast<const uint8_t*>(w.token_embd.data) + v * w.token_embd.nb[1]);
+    for (uint32_t i = 0; i < s.n_embd; ++i) mean[i] += row[i] / s.n_vocab;
+  }
+  std::vector<uint32_t> hot;
+  for (uint32_t l = 0; l < s.n_layer; ++l) {
+    const TensorView& r = w.layers[l].ffn_gate_inp;  // (n_embd, n_expert)
+    REQUIRE(r.dtype == DType::f32);
+    double best = -1e300;
+    uint32_t arg = 0;
+    for (uint32_t e = 0; e < s.n_expert; ++e) {
+      const auto* row = reinterpret_cast<const float*>(static_cast<const uint8_t*>(r.data) + e * r.nb[1]);
+      double dot = 0;
+      for (uint32_t i = 0; i < s.n_embd; ++i) dot += row[i] * mean[i];
+      if (dot > best) best = dot, arg = e;
+    }
+    hot.push_back(arg);
+  }
+  return hot;
+}
+
+uint32_t most_used(const LayerProfile& L) {
+  uint32_t best = 0;
+  for (uint32_t e = 0; e < L.experts.size(); ++e)
+    if (L.experts[e].activation_count > L.experts[best].activation_count) best = e;
+  return best;
+}
+
+}  // namespace
+
+TEST_CASE("split_prompts: blocks separated by blank lines", "[profiler]") {
+  CHECK(split_prompts("").empty());
+  CHECK(split_prompts("\n \n\t\n").empty());
+  CHECK(split_prompts("one") == std::vector<std::string>{"one"});
+  CHECK(split_prompts("a\nb\n\nc") == std::vector<std::string>{"a\nb", "c"});
+  CHECK(split_prompts("\n\n  first line\nsecond  \n   \n\n\nthird\n") ==
+        std::vector<std::string>{"first line\nsecond", "third"});
+  CHECK(split_prompts("x\r\n\r\ny\r\n") == std::vector<std::string>{"x", "y"});
+  CHECK(split_prompts(builtin_corpus()).size() > 10);
+}
+
+TEST_CASE("format_progress: counts, rate and ETA", "[profiler]") {
+  const std::string s = format_progress({250, 1000, 2.0}, 10);
+  CHECK(s.find("250/1000 tokens") != std::string::npos);
+  CHECK(s.find("[###.......]") != std::string::npos);  // 25% of 10 rounds to 3
+  CHECK(s.find("25.0%") != std::string::npos);
+  CHECK(s.find("125.0 tokens/s") != std::string::npos);
+  CHECK(s.find("ETA 6.0 s") != std::string::npos);
+  const std::string end = format_progress({1000, 1000, 4.0}, 0);
+  CHECK(end.find('[') == std::string::npos);
+  CHECK(end.find("in 4.0 s") != std::string::npos);
+}
+
+TEST_CASE("profiler finds the hot experts the maker put in a skewed model", "[profiler]") {
+  test::TempDir dir("prof-skew");
+  auto s = open_tiny(dir, "skew.gguf", 1.2f);
+  ProfileOptions po;
+  po.max_tokens = 400;
+  uint64_t last_done = 0, calls = 0;
+  auto run = profile_session(*s, builtin_corpus(), po, [&](const ProfileProgressInfo& p) {
+    CHECK(p.tokens_done > last_done);
+    CHECK(p.tokens_total == 400);
+    last_done = p.tokens_done;
+    ++calls;
+  });
+  REQUIRE(run.ok());
+  CHECK(last_done == 400);
+  CHECK(calls >= 400 / 64);
+  const Profile& p = run->profile;
+  CHECK(p.n_tokens == 400);
+  CHECK(p.model_hash == s->model().content_hash());
+  const ModelShape& sh = s->model().shape();
+  const auto hot = maker_hot_experts(s->model());
+  std::vector<uint32_t> found;
+  for (uint32_t l = 0; l < sh.n_layer; ++l) {
+    const LayerProfile& L = p.layers[l];
+    uint64_t total = 0;
+    for (const auto& e : L.experts) total += e.activation_count;
+    CHECK(total == 400ull * sh.n_expert_used);  // every token routed in every layer, the last too
+    const uint32_t top = most_used(L);
+    found.push_back(top);
+    INFO("layer " << l << " top expert " << top << " maker's hottest " << hot[l]);
+    CHECK(top == hot[l]);
+    // Uniform routing would give k/n = 0.25; Zipf 1.2 over 8 experts puts the top near 0.6+.
+    CHECK(p.activation_probability(l, top) > 0.45);
+  }
+  CHECK(std::count(found.begin(), found.end(), found[0]) < static_cast<long>(found.size()));
+}
+
+TEST_CASE("profiler sees flat routing in a model made with skew 0", "[profiler]") {
+  test::TempDir dir("prof-flat");
+  auto s = open_tiny(dir, "flat.gguf", 0.0f);
+  ProfileOptions po;
+  po.max_tokens = 400;
+  auto run = profile_session(*s, builtin_corpus(), po);
+  REQUIRE(run.ok());
+  for (const LayerProfile& L : run->profile.layers) {
+    uint64_t mn = UINT64_MAX, mx = 0;
+    for (const auto& e : L.experts) mn = std::min(mn, e.activation_count), mx = std::max(mx, e.activation_count);
+    INFO("counts max " << mx << " min " << mn << " (mean 100)");
+    // Bound: max/min share < 2.5 (skewed models above give > 4: their top expert alone has > 0.45).
+    CHECK(static_cast<double>(mx) < 2.5 * static_cast<double>(mn));
+  }
+}
+
+TEST_CASE("profile JSON round trip, model hash, and a trace the planner reads", "[profiler]") {
+  test::TempDir dir("prof-json");
+  auto s = open_tiny(dir, "m.gguf", 1.0f, /*n_ctx=*/64);  // prompts longer than 64 tokens get chunked
+  ProfileOptions po;
+  po.max_tokens = 300;
+  po.record_trace = true;
+  auto run = profile_session(*s, builtin_corpus(), po);
+  REQUIRE(run.ok());
+  CHECK(run->n_chunks > run->n_prompts);
+  const Profile& p = run->profile;
+  REQUIRE(p.n_tokens == 300);
+
+  REQUIRE(save_profile(p, dir / "p.json").ok());
+  auto back = load_profile(dir / "p.json");
+  REQUIRE(back.ok());
+  CHECK(back->model_hash == s->model().content_hash());
+  CHECK(back->model_name == s->model().name());
+  CHECK(back->shape == profile_shape(s->model().shape()));
+  CHECK(back->n_tokens == p.n_tokens);
+  for (uint32_t l = 0; l < p.shape.n_layer; ++l) {
+    CHECK(back->layers[l].coactivation == p.layers[l].coactivation);
+    for (uint32_t e = 0; e < p.shape.n_expert; ++e) {
+      CHECK(back->layers[l].experts[e].activation_count == p.layers[l].experts[e].activation_count);
+      CHECK(back->layers[l].experts[e].weight_mass == Approx(p.layers[l].experts[e].weight_mass).epsilon(1e-12));
+    }
+    for (size_t c = 0; c < p.layers[l].lru_hit_rate.size(); ++c)
+      CHECK(back->layers[l].lru_hit_rate[c] == Approx(p.layers[l].lru_hit_rate[c]).epsilon(1e-12));
+  }
+
+  const RoutingTrace& t = run->trace;
+  REQUIRE(save_routing_trace(t, dir / "t.json").ok());
+  auto tr = load_routing_trace(dir / "t.json");
+  REQUIRE(tr.ok());
+  CHECK(tr->model_hash == p.model_hash);
+  CHECK(tr->n_layer == p.shape.n_layer);
+  CHECK(tr->n_expert == p.shape.n_expert);
+  REQUIRE(tr->tokens.size() == p.n_tokens);
+  // The trace recounts to the profile's activation counts.
+  std::vector<std::vector<uint64_t>> count(p.shape.n_layer, std::vector<uint64_t>(p.shape.n_expert, 0));
+  for (const auto& tok : tr->tokens) {
+    REQUIRE(tok.size() == p.shape.n_layer);
+    for (uint32_t l = 0; l < tok.size(); ++l) {
+      REQUIRE(tok[l].size() == p.shape.n_expert_used);
+      for (int32_t e : tok[l]) ++count[l][static_cast<size_t>(e)];
+    }
+  }
+  for (uint32_t l = 0; l < p.shape.n_layer; ++l)
+    for (uint32_t e = 0; e < p.shape.n_expert; ++e) CHECK(count[l][e] == p.layers[l].experts[e].activation_count);
+}
+
+TEST_CASE("profiler: chat wrapping adds the ChatML tokens; empty text is an error", "[profiler]") {
+  test::TempDir dir("prof-chat");
+  auto s = open_tiny(dir, "m.gguf", 1.0f);
+  const std::string text = "How do ships float?\n\nName three spices.";
+  auto plain = profile_session(*s, text, {});
+  REQUIRE(plain.ok());
+  ProfileOptions chat;
+  chat.chat = true;
+  auto wrapped = profile_session(*s, text, chat);
+  REQUIRE(wrapped.ok());
+  CHECK(plain->n_prompts == 2);
+  CHECK(wrapped->n_prompts == 2);
+  // Each prompt gains <|im_start|>user\n ... <|im_end|>\n<|im_start|>assistant\n: >= 4 tokens.
+  CHECK(wrapped->profile.n_tokens >= plain->profile.n_tokens + 2 * 4);
+
+  auto none = profile_session(*s, "\n  \n", {});
+  REQUIRE_FALSE(none.ok());
+  CHECK(none.status().code() == ErrorCode::invalid_argument);
+  CHECK(s->kv().n_past() == 0);
+}
+
+TEST_CASE("ProfileRecorder reports a malformed routing event instead of crashing", "[profiler]") {
+  ModelShape sh;
+  sh.n_layer = 2;
+  sh.n_expert = 4;
+  sh.n_expert_used = 2;
+  sh.n_embd = 32;
+  sh.n_ff_exp = 32;
+  ProfileRecorder rec("m", "h", sh, /*record_trace=*/true);
+  const int32_t pos[1] = {0};
+  const int32_t ok_ids[2] = {1, 3};
+  const float w[2] = {0.6f, 0.4f};
+  rec.on_routing(0, pos, ok_ids, w);
+  CHECK(rec.status().ok());
+  const int32_t bad_ids[2] = {2, 9};
+  rec.on_routing(1, pos, bad_ids, w);
+  CHECK_FALSE(rec.status().ok());
+  CHECK(rec.status().message().find("expert id 9") != std::string::npos);
+  rec.on_routing(5, pos, ok_ids, w);  // ignored after the first error
+  CHECK(rec.status().message().find("expert id 9") != std::string::npos);
+  REQUIRE(rec.trace().tokens.size() == 1);
+  CHECK(rec.trace().tokens[0][0] == std::vector<int32_t>{1, 3});
+}
+
+}  // namespace tandem
