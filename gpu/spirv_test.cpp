@@ -25,7 +25,7 @@ TEST_CASE("the portable variant of every op is always built", "[shaders]") {
   for (const char* name : {"mul_mat_vec_f32_f32", "mul_mat_vec_f16_f32", "mul_mat_vec_q8_0_f32",
                            "mul_mat_vec_q4_0_f32", "mul_mat_f32_f32", "mul_mat_f16_f32", "mul_mat_q8_0_f32",
                            "mul_mat_q4_0_f32", "rms_norm_f32", "rms_norm_mul_f32", "rope_neox_f32", "soft_max_f32",
-                           "add_f32", "reglu_f32", "mul_mat_vec_id_q4_0_f32"}) {
+                           "add_f32", "reglu_f32", "mul_mat_vec_id_q4_0_f32", "mul_mat_vec_t_id_q4_0_f32"}) {
     INFO(name);
     CHECK_FALSE(find_spirv(name).empty());
   }

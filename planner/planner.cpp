@@ -632,7 +632,12 @@ Candidate solve_heuristic(const CostModel& cm, const Limits& lim, Device attn, D
   for (int a = 0; a < s_count; ++a) {
     if (run(a, ri) < cur - 1e-9) cur = run(si = a, ri);
   }
-  for (int b = 0; b < n; ++b) {
+  // The cache size only acts on storage experts: sweep it when the best placement has some.
+  bool any_storage = false;
+  for (const auto& layer : best.placement.tiers) {
+    any_storage = any_storage || std::find(layer.begin(), layer.end(), ExpertTier::storage) != layer.end();
+  }
+  for (int b = 0; b < n && any_storage; ++b) {
     if (run(si, b) < cur - 1e-9) cur = run(si, ri = b);
   }
   // A second sweep of the slot count: the best one can shift with the cache size.

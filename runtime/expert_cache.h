@@ -11,8 +11,10 @@
 //
 // Memory: each slot is one 4096-aligned buffer with one region per matrix; each region holds
 // the matrix's covering aligned range (io_cover), so a slot costs
-// sum over matrices of (align_up(nb[2]) + 4096) bytes — at most 8190 bytes per matrix more
-// than the slab (slot_bytes()). The slab starts `lead` = file offset % 4096 bytes into its region.
+// sum over matrices of (align_up(nb[2]) + 4096) bytes, under 8192 bytes per matrix more than
+// the slab (slot_bytes()); in O_DIRECT mode a load moves at most 8190 extra bytes per matrix
+// (the alignment padding before and after the slab). The slab starts `lead` = file offset %
+// 4096 bytes into its region.
 //
 // States per expert: NOT_PRESENT -> LOADING -> PRESENT (-> NOT_PRESENT on eviction, or when
 // the load fails: the error goes to every waiter and the next access tries again).

@@ -91,4 +91,14 @@ bool IoFaultInjector::o_direct_refused() const {
   return refuse_o_direct_;
 }
 
+void IoFaultInjector::refuse_io_uring(bool refuse) {
+  std::lock_guard lock(mu_);
+  refuse_io_uring_ = refuse;
+}
+
+bool IoFaultInjector::io_uring_refused() const {
+  std::lock_guard lock(mu_);
+  return refuse_io_uring_;
+}
+
 }  // namespace tandem

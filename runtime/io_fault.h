@@ -16,7 +16,9 @@
 //          completing meanwhile)
 //
 // refuse_o_direct(true) makes AsyncReader::open() see its O_DIRECT probe read fail with EINVAL,
-// as on a file system without O_DIRECT (tmpfs before Linux 6.6), to exercise the fallback.
+// as on a file system without O_DIRECT (tmpfs before Linux 6.6); refuse_io_uring(true) makes
+// it see io_uring_queue_init fail with EPERM, as in sandboxes that forbid io_uring — both to
+// exercise the fallbacks.
 //
 // Thread-safe: rules may be added while reads are in flight.
 #pragma once
@@ -68,6 +70,8 @@ class IoFaultInjector {
 
   void refuse_o_direct(bool refuse);
   bool o_direct_refused() const;
+  void refuse_io_uring(bool refuse);
+  bool io_uring_refused() const;
 
  private:
   struct Live {
@@ -78,6 +82,7 @@ class IoFaultInjector {
   std::vector<Live> rules_;
   uint64_t n_injected_ = 0;
   bool refuse_o_direct_ = false;
+  bool refuse_io_uring_ = false;
 };
 
 }  // namespace tandem

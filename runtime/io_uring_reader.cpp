@@ -187,6 +187,7 @@ struct AsyncReader::Impl {
   }
 
   int fd() const { return reader->fd_; }
+  IoFaultInjector* faults() const { return reader->options_.faults; }
 
   AsyncReader* reader;
   std::mutex count_mu;
@@ -247,10 +248,30 @@ class PreadBackend final : public AsyncReader::Impl {
 // exceed the queue depth, so the SQ always has room and the CQ (twice the SQ) never overflows.
 class UringBackend final : public AsyncReader::Impl {
  public:
-  UringBackend(AsyncReader* r, io_uring ring, uint32_t depth) : Impl(r), ring_(ring), depth_(depth) {
+  // Sets up the ring in place; on failure says why (and the backend must not be used).
+  UringBackend(AsyncReader* r, uint32_t depth, std::string* why) : Impl(r), depth_(depth) {
+    if (faults() && faults()->io_uring_refused()) {
+      *why = fmt::format("io_uring_queue_init failed: {} (injected)", errno_text(EPERM));
+      return;
+    }
+    const int rc = io_uring_queue_init(depth + 1, &ring_, 0);
+    if (rc < 0) {
+      *why = fmt::format("io_uring_queue_init failed: {}", errno_text(-rc));
+      return;
+    }
+    if (!(ring_.features & IORING_FEAT_EXT_ARG)) {
+      // Waiting with a timeout would otherwise post a timeout SQE from the completion thread,
+      // racing with submitters.
+      io_uring_queue_exit(&ring_);
+      *why = "the kernel's io_uring lacks IORING_FEAT_EXT_ARG (Linux < 5.11)";
+      return;
+    }
+    ready_ = true;
     thread_ = std::thread([this] { loop(); });
   }
+  bool ready() const { return ready_; }
   ~UringBackend() override {
+    if (!ready_) return;
     drain();
     {
       std::lock_guard lock(mu_);
@@ -376,8 +397,9 @@ class UringBackend final : public AsyncReader::Impl {
     }
   }
 
-  io_uring ring_;
+  io_uring ring_{};
   uint32_t depth_;
+  bool ready_ = false;
   std::mutex mu_;
   std::deque<ReadOp*> pending_;  // guarded by mu_
   uint32_t in_flight_ = 0;       // guarded by mu_
@@ -422,8 +444,7 @@ Result<std::unique_ptr<AsyncReader>> AsyncReader::open(const std::filesystem::pa
   }
   struct stat st{};
   if (::fstat(r->fd_, &st) != 0) {
-    const int e = errno;
-    ::close(r->fd_);
+    const int e = errno;  // the destructor closes fd_
     return make_error(ErrorCode::io_error, "cannot stat {}: {}", path.string(), errno_text(e));
   }
   r->file_size_ = static_cast<uint64_t>(st.st_size);
@@ -447,19 +468,11 @@ Result<std::unique_ptr<AsyncReader>> AsyncReader::open(const std::filesystem::pa
 
   r->backend_ = IoBackend::pread;
   if (options.use_io_uring) {
-    io_uring ring{};
-    const int rc = io_uring_queue_init(options.queue_depth + 1, &ring, 0);
     std::string why;
-    if (rc < 0) {
-      why = fmt::format("io_uring_queue_init failed: {}", errno_text(-rc));
-    } else if (!(ring.features & IORING_FEAT_EXT_ARG)) {
-      // Waiting with a timeout would otherwise post a timeout SQE from the completion thread,
-      // racing with submitters.
-      io_uring_queue_exit(&ring);
-      why = "the kernel's io_uring lacks IORING_FEAT_EXT_ARG (Linux < 5.11)";
-    } else {
+    auto uring = std::make_unique<UringBackend>(r.get(), options.queue_depth, &why);
+    if (uring->ready()) {
       r->backend_ = IoBackend::io_uring;
-      r->impl_ = std::make_unique<UringBackend>(r.get(), ring, options.queue_depth);
+      r->impl_ = std::move(uring);
     }
     if (!why.empty()) {
       if (!r->fallback_reason_.empty()) r->fallback_reason_ += "; ";

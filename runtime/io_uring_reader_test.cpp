@@ -241,6 +241,20 @@ TEST_CASE("AsyncReader: where O_DIRECT is refused the reader falls back to buffe
   }
 }
 
+TEST_CASE("AsyncReader: where io_uring is refused the reader falls back to pread", "[io]") {
+  TestFile file(direct_capable_dir(), 300000, 8);
+  IoFaultInjector faults;
+  faults.refuse_io_uring(true);
+  AsyncReaderOptions o;
+  o.queue_depth = 4;
+  o.faults = &faults;
+  auto reader = open_reader(file.path, o);
+  REQUIRE(reader->backend() == IoBackend::pread);
+  REQUIRE_THAT(reader->fallback_reason(), Catch::Contains("io_uring_queue_init failed"));
+  REQUIRE_THAT(reader->describe(), Catch::StartsWith("pread"));
+  check_random_reads(file.path, o, 40, 13);
+}
+
 TEST_CASE("AsyncReader: synchronous read equals pread", "[io]") {
   TestFile file(direct_capable_dir());
   for (bool uring : {true, false}) {

@@ -6,7 +6,8 @@
 // (n_head % n_head_kv == 0; key_length present where n_embd/n_head is not whole; expert
 // counts > 0 and n_expert_used <= n_expert); every tensor of spec §3.3 present with the exact
 // shape (the name and expected vs found shape in the error); ffn_down_exps standard or
-// transposed. A missing `expert_gating_func` selects sigmoid (the HF default) and is logged
+// transposed (when n_ff_exp == n_embd the two coincide and upstream's standard reading
+// wins). A missing `expert_gating_func` selects sigmoid (the HF default) and is logged
 // as a warning on stderr.
 #pragma once
 

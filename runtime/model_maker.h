@@ -4,7 +4,7 @@
 //
 // Presets (spec §1.1 for 4b/21b; every field below can override them):
 //   tiny    : < 1 MB, for tests (n_layer 4, n_embd 64, n_head 4, n_head_kv 2, head_dim 16,
-//             n_expert 8, n_expert_used 2, n_ff_exp 64, builtin vocab of 512, n_ctx_train 8192
+//             n_expert 8, n_expert_used 2, n_ff_exp 128, builtin vocab of 512, n_ctx_train 8192
 //             so sliding-window tests fit, rope base 1e4, tied, no swa)
 //   default : the built-in default model of the README's command 1 (n_layer 8, n_embd 512,
 //             n_head 8, n_head_kv 2, head_dim 64, n_expert 16, n_expert_used 4, n_ff_exp 256,
@@ -13,7 +13,7 @@
 //   21b     : SmallThinker-21B-A3B shapes (swa on, untied), vocab 151936 (12.1 GB in q4_0)
 // Row lengths of 2-D weights (n_embd, n_ff_exp, n_head*head_dim, n_head_kv*head_dim) must be
 // multiples of 32, and --transpose-down needs n_ff_exp != n_embd (else the transposed
-// ffn_down_exps has the standard shape and loaders read it as standard; tiny has 64 == 64).
+// ffn_down_exps has the standard shape and loaders read it as standard).
 //
 // Construction (documented in --help and the README): see model_maker.cpp's header comment.
 #pragma once

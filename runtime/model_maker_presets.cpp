@@ -39,9 +39,10 @@ ModelShape make_preset(uint32_t n_layer, uint32_t n_embd, uint32_t n_head, uint3
 }
 
 const std::array<Preset, 4>& presets() {
-  // tiny runs past 4096 positions (n_ctx_train 8192) so a sliding-window test fits in it.
+  // tiny runs past 4096 positions (n_ctx_train 8192) so a sliding-window test fits in it;
+  // its n_ff_exp (128) differs from n_embd (64) so both ffn_down_exps layouts are distinguishable.
   static const std::array<Preset, 4> k = {{
-      {"tiny", make_preset(4, 64, 4, 2, 16, 8, 2, 64, 512, 8192, 10000.0f, false, true)},
+      {"tiny", make_preset(4, 64, 4, 2, 16, 8, 2, 128, 512, 8192, 10000.0f, false, true)},
       {"default", make_preset(8, 512, 8, 2, 64, 16, 4, 256, 2048, 4096, 10000.0f, false, true)},
       {"4b", make_preset(32, 1536, 12, 2, 128, 32, 4, 768, 151936, 32768, 1.5e6f, false, true)},
       {"21b", make_preset(52, 2560, 28, 4, 128, 64, 6, 768, 151936, 16384, 1.5e6f, true, false)},

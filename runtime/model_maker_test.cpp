@@ -268,7 +268,7 @@ TEST_CASE("model maker presets resolve to the documented shapes", "[model_maker]
   CHECK(st->n_embd_head_k == 16);
   CHECK(st->n_expert == 8);
   CHECK(st->n_expert_used == 2);
-  CHECK(st->n_ff_exp == 64);
+  CHECK(st->n_ff_exp == 128);
   CHECK(st->n_vocab == 512);
   CHECK(st->n_ctx_train == 8192);
 
@@ -354,7 +354,8 @@ TEST_CASE("model maker rejects impossible shapes with clear errors", "[model_mak
   o.n_layer = 0;
   expect_error(o, ErrorCode::invalid_argument, "n_layer = 0 is out of range");
   o = tiny();
-  o.transpose_down = true;  // tiny has n_ff_exp == n_embd == 64
+  o.n_ff_exp = 64;
+  o.transpose_down = true;  // n_ff_exp == n_embd == 64: both layouts would have one shape
   expect_error(o, ErrorCode::invalid_argument, "--transpose-down needs n_ff_exp != n_embd");
   o = tiny();
   o.preset = "7b";

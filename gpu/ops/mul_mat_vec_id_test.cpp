@@ -8,6 +8,7 @@
 #include <cmath>
 
 #include "gpu/ops/mul_mat_vec_id.h"
+#include "gpu/ops/mul_mat_vec_t_id.h"
 #include "gpu/ops/reglu.h"
 #include "gpu/testing/reference.h"
 #include "gpu/testing/vulkan_fixture.h"
@@ -142,6 +143,53 @@ TEST_CASE("dense ReGLU expert FFN from mul_mat_vec_id + reglu matches the refere
     INFO(fmt::format("{} nmse={:.3g}", dtype_name(t), err));
     // h passes through f32 on the GPU and in the reference alike; allow for the two f32 GEMVs.
     REQUIRE(err < 1e-9);
+  }
+  REQUIRE(fx.messages() == 0);
+}
+
+TEST_CASE("ReLU-sparse down projection over transposed experts matches the reference", "[gpu][moe]") {
+  auto& fx = testing::fixture();
+  REQUIRE(fx.device);
+  const int64_t n_expert = 4;
+  const std::vector<int32_t> ids = {2, 0, 3};
+  const auto n_slots = static_cast<int64_t>(ids.size());
+  for (DType t : k_dtypes) {
+    for (int64_t nout : {32, 96, 1536 + 32}) {      // below, above and far above the 64-wide workgroup
+      for (int64_t nin : {1, 33, 64}) {
+        const auto seed = static_cast<uint32_t>(nout * 3 + nin + static_cast<int>(t));
+        // weights ne = [nout, nin, n_expert]: nin * n_expert rows of nout elements
+        const auto w = testing::random_weights(t, nout, nin * n_expert, seed);
+        auto h = testing::random_f32(static_cast<size_t>(nin * n_slots), seed + 1);
+        for (size_t j = 0; j < h.size(); ++j) {
+          if (j % 3 != 0) h[j] = 0.f;  // ReLU leaves most neurons at exactly zero
+        }
+        std::vector<float> expected(static_cast<size_t>(nout * n_slots));
+        const size_t row = dtype_row_size(t, nout);
+        for (int64_t s = 0; s < n_slots; ++s) {
+          for (int64_t i = 0; i < nout; ++i) {
+            double acc = 0;
+            for (int64_t j = 0; j < nin; ++j) {
+              const uint8_t* r = w.data() + row * static_cast<size_t>(ids[s] * nin + j);
+              acc += static_cast<double>(h[s * nin + j]) * testing::dequant(t, r, i);
+            }
+            expected[s * nout + i] = static_cast<float>(acc);
+          }
+        }
+        Buffer wb = make(fx, w.data(), w.size(), "ffn_down_exps");
+        Buffer hb = make(fx, h.data(), h.size() * 4, "h");
+        Buffer ib = make(fx, ids.data(), ids.size() * 4, "expert_ids");
+        Buffer db = make(fx, nullptr, expected.size() * 4, "dst");
+        REQUIRE(fx.rec->begin().ok());
+        const Status st = ops::mul_mat_vec_t_id(*fx.rec, t, wb.slice(), nout, nin, n_expert, ib.slice(), n_slots,
+                                                hb.slice(), db.slice());
+        INFO(st.message());
+        REQUIRE(st.ok());
+        REQUIRE(fx.rec->submit_and_wait().ok());
+        const double err = test::nmse(testing::read_f32(db, expected.size()), expected);
+        INFO(fmt::format("{} nout={} nin={} nmse={:.3g}", dtype_name(t), nout, nin, err));
+        REQUIRE(err < k_tol);
+      }
+    }
   }
   REQUIRE(fx.messages() == 0);
 }
