@@ -442,3 +442,36 @@ TEST_CASE("ExpertCache: a model_maker tiny model's experts load byte-exact", "[e
   }
   REQUIRE(cache->stats().evictions == 32 - 3);
 }
+
+TEST_CASE("ExpertCache: prefetch loads the router's choice in rank order while slots last", "[expert_cache]") {
+  test::TempDir dir("tandem-expert-cache");
+  const GgufFile file = open_gguf(write_expert_gguf(dir));
+  IoFaultInjector faults;
+  for (uint64_t i = 0; i < 6; ++i) faults.add(IoFaultRule::delay_request(i, 100));  // keep both loads in flight
+  ExpertCacheOptions o;
+  o.n_slots = 2;
+  o.io.faults = &faults;
+  auto cache = make_cache(file, o);
+  const std::vector<ExpertId> topk = {{1, 5}, {1, 2}, {1, 7}};  // rank order, top-1 first
+  auto started = cache->prefetch(topk);
+  REQUIRE(started.ok());
+  REQUIRE(*started == 2);
+  REQUIRE(cache->state(topk[0]) == ExpertState::loading);
+  REQUIRE(cache->state(topk[1]) == ExpertState::loading);
+  REQUIRE(cache->state(topk[2]) == ExpertState::not_present);  // no slot: both are loading
+  REQUIRE(cache->stats().request_loads == 2);
+  REQUIRE(cache->stats().request_dropped == 1);
+  for (int r = 0; r < 2; ++r) {
+    auto ref = cache->acquire(topk[size_t(r)]);
+    REQUIRE(ref.ok());
+    check_ref(file, *ref);
+  }
+  // The first acquire waits for its load; the second load ran alongside, so it may be done.
+  REQUIRE(cache->stats().acquire_loading >= 1);
+  REQUIRE(cache->stats().acquire_loading + cache->stats().acquire_hits == 2);
+  REQUIRE(cache->stats().acquire_misses == 0);
+  // Prefetching what is resident costs nothing.
+  REQUIRE(*cache->prefetch(std::span(topk).first(2)) == 0);
+  REQUIRE(cache->stats().request_hits == 2);
+  REQUIRE(cache->prefetch(std::vector<ExpertId>{{9, 9}}).status().code() == ErrorCode::invalid_argument);
+}

@@ -21,7 +21,7 @@ std::string_view trim(std::string_view s) {
 // The eval API has no "no logits" mode and routes only logit rows on the last layer, so the
 // profiler asks for every row's logits; slices bound the logits buffer (rows * n_vocab f32)
 // to about 256 MiB for real vocabularies.
-uint32_t slice_tokens(const Session& session) {
+uint32_t slice_tokens(Session& session) {
   const uint64_t n_vocab = std::max<uint64_t>(1, session.model().shape().n_vocab);
   const uint64_t by_memory = std::max<uint64_t>(16, (uint64_t{256} << 20) / (n_vocab * sizeof(float)));
   return static_cast<uint32_t>(std::min<uint64_t>({by_memory, session.options().n_ubatch, session.kv().n_ubatch()}));

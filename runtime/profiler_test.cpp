@@ -9,7 +9,7 @@
 #include "runtime/builtin_corpus.h"
 #include "runtime/model_maker.h"
 #include "runtime/profiler.h"
-#include "test_support.h"
+#include "support/test_support.h"
 
 namespace tandem {
 namespace {

@@ -11,7 +11,7 @@
 #include "runtime/profiler.h"
 #include "runtime/report.h"
 #include "runtime/report_svg.h"
-#include "test_support.h"
+#include "support/test_support.h"
 
 namespace tandem {
 namespace {

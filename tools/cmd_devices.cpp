@@ -101,7 +101,16 @@ int run_devices(const DevicesOptions& o) {
   gpu::GpuOptions g = gpu::GpuOptions::from_env();
   g.device = o.device;
   auto inst = gpu::Instance::create(g);
-  if (!inst.ok()) return report_error(inst.status().with_context("cannot list Vulkan devices"));
+  if (!inst.ok()) {
+    // No driver / no loader-visible device is an answer, not a failure: the CPU path remains.
+    if (o.json) {
+      std::printf("%s\n", nlohmann::json({{"devices", nlohmann::json::array()}, {"chosen", nullptr},
+                                          {"error", inst.status().message()}}).dump(2).c_str());
+    } else {
+      std::printf("no Vulkan devices: %s\n", inst.status().message().c_str());
+    }
+    return 0;
+  }
   const auto& devs = (*inst)->devices();
   auto chosen = gpu::select_device(devs, o.device);
   if (o.json) {
