@@ -105,10 +105,12 @@ Result<std::unique_ptr<ExpertCache>> ExpertCache::create(const GgufFile& file,
     c->slot_bytes_ += region_bytes[m];
   }
 
-  c->n_slots_ = options.n_slots;
+  c->per_layer_ = options.n_slots_per_layer > 0;
+  c->n_slots_ = c->per_layer_ ? options.n_slots_per_layer * c->n_layer_ : options.n_slots;
+  c->partition_size_ = c->per_layer_ ? options.n_slots_per_layer : options.n_slots;
   c->slot_wait_ms_ = options.slot_wait_ms;
   c->slot_of_.assign(size_t{c->n_layer_} * c->n_expert_, -1);
-  c->slots_.resize(size_t{options.n_slots} + options.pinned.size());
+  c->slots_.resize(size_t{c->n_slots_} + options.pinned.size());
   for (size_t s = 0; s < c->slots_.size(); ++s) {
     auto buf = AlignedBuffer::allocate(c->slot_bytes_);
     if (!buf.ok()) {
@@ -116,7 +118,10 @@ Result<std::unique_ptr<ExpertCache>> ExpertCache::create(const GgufFile& file,
     }
     c->slots_[s].buffer = std::move(buf).value();
   }
-  for (uint32_t s = options.n_slots; s-- > 0;) c->free_.push_back(static_cast<int32_t>(s));
+  c->free_.resize(c->per_layer_ ? c->n_layer_ : 1);
+  for (uint32_t s = c->n_slots_; s-- > 0;) {
+    c->free_[c->partition_size_ ? s / c->partition_size_ : 0].push_back(static_cast<int32_t>(s));
+  }
   for (size_t i = 0; i < options.pinned.size(); ++i) {
     const ExpertId id = options.pinned[i];
     TANDEM_RETURN_IF_ERROR(c->check_id(id).with_context("pinned expert list"));
@@ -124,7 +129,7 @@ Result<std::unique_ptr<ExpertCache>> ExpertCache::create(const GgufFile& file,
       return make_error(ErrorCode::invalid_argument, "pinned expert list names layer {} expert {} twice",
                         id.layer, id.expert);
     }
-    const auto s = static_cast<int32_t>(options.n_slots + i);
+    const auto s = static_cast<int32_t>(c->n_slots_ + i);
     c->slots_[size_t(s)].pinned = true;
     c->slots_[size_t(s)].id = id;
     c->slot_of_[c->key(id)] = s;
@@ -134,7 +139,7 @@ Result<std::unique_ptr<ExpertCache>> ExpertCache::create(const GgufFile& file,
     c->policy_ = make_lru_policy(c->n_layer_, c->n_expert_);
   } else {
     TANDEM_ASSIGN_OR_RETURN(c->policy_,
-                            make_frequency_policy(c->n_layer_, c->n_expert_, options.n_slots, options.frequency));
+                            make_frequency_policy(c->n_layer_, c->n_expert_, c->n_slots_, options.frequency));
   }
   TANDEM_ASSIGN_OR_RETURN(c->reader_, AsyncReader::open(file.path(), options.io));
   // Every slab must lie inside the file the reader sees (the mapping and the file agree
@@ -176,13 +181,14 @@ uint64_t ExpertCache::expert_bytes(uint32_t layer) const {
 std::shared_ptr<ExpertCache::Load> ExpertCache::start_load_locked(ExpertId id) {
   int32_t s = slot_of_[key(id)];  // pinned experts keep their slot mapped while absent
   if (s < 0) {
-    if (!free_.empty()) {
-      s = free_.back();
-      free_.pop_back();
+    const uint32_t p = partition_of(id.layer);
+    if (!free_[p].empty()) {
+      s = free_[p].back();
+      free_[p].pop_back();
     } else {
       std::vector<ExpertId> candidates;
       std::vector<int32_t> candidate_slots;
-      for (uint32_t i = 0; i < n_slots_; ++i) {
+      for (uint32_t i = p * partition_size_; i < (p + 1) * partition_size_; ++i) {
         const Slot& slot = slots_[i];
         if (slot.state == ExpertState::present && slot.refs == 0) {
           candidates.push_back(slot.id);
@@ -245,7 +251,7 @@ void ExpertCache::finish_read_locked(uint32_t s, int m, const Status& status) {
     if (!slot.pinned) {
       slot_of_[key(slot.id)] = -1;
       slot.id = ExpertId{-1, -1};
-      free_.push_back(int32_t(s));
+      free_[partition_size_ ? s / partition_size_ : 0].push_back(int32_t(s));
     }
   }
   load->done = true;
@@ -339,22 +345,24 @@ Result<ExpertRef> ExpertCache::acquire(ExpertId id) {
       if (!load->status.ok()) return load->status;
       continue;  // present now (or, rarely, already evicted again: load it again)
     }
-    // Every dynamic slot is loading or referenced: wait for one to come free.
+    // Every dynamic slot (of the layer's partition) is loading or referenced: wait for one.
+    const uint32_t p = partition_of(id.layer);
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(slot_wait_ms_);
     auto slot_free = [&] {
-      if (!free_.empty() || slot_of_[key(id)] >= 0) return true;  // or another thread loads it
-      for (uint32_t i = 0; i < n_slots_; ++i) {
+      if (!free_[p].empty() || slot_of_[key(id)] >= 0) return true;  // or another thread loads it
+      for (uint32_t i = p * partition_size_; i < (p + 1) * partition_size_; ++i) {
         if (slots_[i].state == ExpertState::present && slots_[i].refs == 0) return true;
       }
       return false;
     };
-    if (n_slots_ == 0 || !cv_.wait_until(lock, deadline, slot_free)) {
+    if (partition_size_ == 0 || !cv_.wait_until(lock, deadline, slot_free)) {
       uint32_t n_referenced = 0;
-      for (uint32_t i = 0; i < n_slots_; ++i) n_referenced += slots_[i].refs > 0 ? 1 : 0;
+      for (uint32_t i = p * partition_size_; i < (p + 1) * partition_size_; ++i) n_referenced += slots_[i].refs > 0 ? 1 : 0;
       return make_error(ErrorCode::out_of_memory,
-                        "expert cache for {}: no slot for layer {} expert {} after {} ms: all {} dynamic slots "
+                        "expert cache for {}: no slot for layer {} expert {} after {} ms: all {} dynamic slots{} "
                         "are loading or referenced ({} referenced); release ExpertRefs or add slots",
-                        path_, id.layer, id.expert, n_slots_ == 0 ? 0 : slot_wait_ms_, n_slots_, n_referenced);
+                        path_, id.layer, id.expert, partition_size_ == 0 ? 0 : slot_wait_ms_, partition_size_,
+                        per_layer_ ? " of its layer" : "", n_referenced);
     }
   }
 }

@@ -64,6 +64,11 @@ enum class CachePolicyKind : uint8_t { lru, frequency };
 
 struct ExpertCacheOptions {
   uint32_t n_slots = 16;           // dynamic slots, one expert each (may be 0: pinned only)
+  // > 0: partitioned — every layer gets this many dynamic slots of its own and evicts only
+  // among them (the plan's per-layer `ram_cache_experts`, planner/plan.h); n_slots is then
+  // ignored and n_slots() = n_slots_per_layer * n_layer. 0: one pool of n_slots shared by all
+  // layers (PowerInfer's single LRU, spec §5.2).
+  uint32_t n_slots_per_layer = 0;
   std::vector<ExpertId> pinned;    // each gets its own slot, never evicted
   CachePolicyKind policy = CachePolicyKind::lru;
   FrequencyPolicyOptions frequency;  // for CachePolicyKind::frequency
@@ -140,7 +145,7 @@ class ExpertCache {
 
   uint32_t n_layer() const { return n_layer_; }
   uint32_t n_expert() const { return n_expert_; }
-  uint32_t n_slots() const { return n_slots_; }  // dynamic slots
+  uint32_t n_slots() const { return n_slots_; }  // dynamic slots (all partitions)
   uint64_t slot_bytes() const { return slot_bytes_; }
   uint64_t expert_bytes(uint32_t layer) const;  // slab bytes of one expert of that layer
   const AsyncReader& reader() const { return *reader_; }
@@ -182,7 +187,10 @@ class ExpertCache {
   ExpertRef make_ref_locked(uint32_t slot);
   void release(uint32_t slot);
 
-  uint32_t n_layer_ = 0, n_expert_ = 0, n_slots_ = 0;
+  // Dynamic slots of a partition: [p * partition_size_, (p + 1) * partition_size_).
+  uint32_t partition_of(int32_t layer) const { return per_layer_ ? uint32_t(layer) : 0; }
+  uint32_t n_layer_ = 0, n_expert_ = 0, n_slots_ = 0, partition_size_ = 0;
+  bool per_layer_ = false;
   uint64_t slot_bytes_ = 0;
   uint64_t region_offset_[k_expert_matrices] = {0, 0, 0};
   uint32_t slot_wait_ms_ = 0;
@@ -193,7 +201,7 @@ class ExpertCache {
   std::condition_variable cv_;  // a load finished or a reference was released
   std::vector<Slot> slots_;     // dynamic slots first, then one per pinned expert
   std::vector<int32_t> slot_of_;  // [key] -> slot, -1 when absent
-  std::vector<int32_t> free_;     // dynamic slots holding nothing
+  std::vector<std::vector<int32_t>> free_;  // [partition] dynamic slots holding nothing
   std::unique_ptr<CachePolicy> policy_;
   uint64_t tick_ = 0;
   ExpertCacheStats stats_;

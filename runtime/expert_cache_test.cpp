@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "runtime/gguf_writer.h"
+#include "runtime/model.h"
 #include "runtime/model_maker.h"
 #include "support/test_support.h"
 
@@ -428,19 +429,21 @@ TEST_CASE("ExpertCache: a model_maker tiny model's experts load byte-exact", "[e
   INFO(made.message());
   REQUIRE(made.ok());
   const GgufFile file = open_gguf(path);
+  auto shape = read_model_shape(file);
+  REQUIRE(shape.ok());
   ExpertCacheOptions o;
   o.n_slots = 3;
   auto cache = make_cache(file, o);
-  REQUIRE(cache->n_layer() == 4);
-  REQUIRE(cache->n_expert() == 8);
+  REQUIRE(cache->n_layer() == shape->n_layer);
+  REQUIRE(cache->n_expert() == shape->n_expert);
   for (ExpertId id : all_experts(cache->n_layer(), cache->n_expert())) {
     auto ref = cache->acquire(id);
     REQUIRE(ref.ok());
     check_ref(file, *ref);
-    REQUIRE(ref->matrix(ExpertMatrix::gate).ne[0] == 64);
-    REQUIRE(ref->matrix(ExpertMatrix::gate).ne[1] == 64);
+    REQUIRE(ref->matrix(ExpertMatrix::gate).ne[0] == shape->n_embd);
+    REQUIRE(ref->matrix(ExpertMatrix::gate).ne[1] == shape->n_ff_exp);
   }
-  REQUIRE(cache->stats().evictions == 32 - 3);
+  REQUIRE(cache->stats().evictions == shape->n_layer * shape->n_expert - 3);
 }
 
 TEST_CASE("ExpertCache: prefetch loads the router's choice in rank order while slots last", "[expert_cache]") {
@@ -474,4 +477,32 @@ TEST_CASE("ExpertCache: prefetch loads the router's choice in rank order while s
   REQUIRE(*cache->prefetch(std::span(topk).first(2)) == 0);
   REQUIRE(cache->stats().request_hits == 2);
   REQUIRE(cache->prefetch(std::vector<ExpertId>{{9, 9}}).status().code() == ErrorCode::invalid_argument);
+}
+
+TEST_CASE("ExpertCache: per-layer partitions evict only within the layer", "[expert_cache]") {
+  test::TempDir dir("tandem-expert-cache");
+  const GgufFile file = open_gguf(write_expert_gguf(dir));
+  const std::vector<ExpertId> trace = {{0, 0}, {1, 0}, {1, 1}};
+  ExpertCacheOptions o;
+  o.n_slots = 2;  // one pool: the third access evicts the oldest, layer 0's
+  auto shared = make_cache(file, o);
+  for (ExpertId id : trace) REQUIRE(shared->acquire(id).ok());
+  REQUIRE(shared->resident() == std::vector<ExpertId>{{1, 0}, {1, 1}});
+
+  o.n_slots_per_layer = 1;  // one slot per layer: layer 1 evicts its own expert
+  auto split = make_cache(file, o);
+  REQUIRE(split->n_slots() == k_layers);
+  for (ExpertId id : trace) {
+    auto ref = split->acquire(id);
+    REQUIRE(ref.ok());
+    check_ref(file, *ref);
+  }
+  REQUIRE(split->resident() == std::vector<ExpertId>{{0, 0}, {1, 1}});
+  // A referenced expert blocks only its own layer.
+  o.slot_wait_ms = 30;
+  auto held_cache = make_cache(file, o);
+  auto held = held_cache->acquire({2, 4});
+  REQUIRE(held.ok());
+  REQUIRE(held_cache->acquire({2, 5}).status().code() == ErrorCode::out_of_memory);
+  REQUIRE(held_cache->acquire({0, 5}).ok());
 }

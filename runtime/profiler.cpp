@@ -90,6 +90,13 @@ void ProfileRecorder::on_routing(uint32_t layer, std::span<const int32_t> positi
   }
 }
 
+void ProfileRecorder::on_expert_gate_neurons(uint32_t layer, uint32_t expert,
+                                             std::span<const uint32_t> active_count_per_neuron, uint32_t n_rows) {
+  if (!status_.ok()) return;
+  Status s = builder_.add_gate_counts(layer, expert, active_count_per_neuron, n_rows);
+  if (!s.ok()) status_ = s;
+}
+
 Result<ProfileRun> profile_session(Session& session, std::string_view text, const ProfileOptions& options,
                                    const ProfileProgress& progress) {
   const std::vector<std::string> prompts = split_prompts(text);

@@ -51,6 +51,11 @@ class ProfileRecorder final : public ForwardObserver {
 
   void on_routing(uint32_t layer, std::span<const int32_t> positions, std::span<const int32_t> expert_ids,
                   std::span<const float> weights) override;
+  // Per-neuron gate activity of `expert` over `n_rows` routed rows: active_count_per_neuron
+  // (n_ff_exp values) counts the rows whose gate pre-activation j was > 0.
+  bool wants_gate_neurons() const { return true; }
+  void on_expert_gate_neurons(uint32_t layer, uint32_t expert, std::span<const uint32_t> active_count_per_neuron,
+                              uint32_t n_rows);
 
   const Status& status() const { return status_; }
   Profile finish() const { return builder_.finish(); }

@@ -133,15 +133,19 @@ TEST_CASE("profiler sees flat routing in a model made with skew 0", "[profiler]"
   test::TempDir dir("prof-flat");
   auto s = open_tiny(dir, "flat.gguf", 0.0f);
   ProfileOptions po;
-  po.max_tokens = 400;
+  po.max_tokens = 800;
   auto run = profile_session(*s, builtin_corpus(), po);
   REQUIRE(run.ok());
-  for (const LayerProfile& L : run->profile.layers) {
+  for (uint32_t l = 0; l < run->profile.shape.n_layer; ++l) {
+    const LayerProfile& L = run->profile.layers[l];
     uint64_t mn = UINT64_MAX, mx = 0;
     for (const auto& e : L.experts) mn = std::min(mn, e.activation_count), mx = std::max(mx, e.activation_count);
-    INFO("counts max " << mx << " min " << mn << " (mean 100)");
-    // Bound: max/min share < 2.5 (skewed models above give > 4: their top expert alone has > 0.45).
-    CHECK(static_cast<double>(mx) < 2.5 * static_cast<double>(mn));
+    INFO("layer " << l << " counts max " << mx << " min " << mn << " (mean 200)");
+    // Bounds: max/min count < 3 and no expert in more than 40% of tokens (uniform: 25%). The
+    // maker's flat model is flat only up to its random router directions (measured here:
+    // max/min 1.4-2.2 on this text); the skewed model above has max/min > 10, top > 60%.
+    CHECK(static_cast<double>(mx) < 3.0 * static_cast<double>(mn));
+    CHECK(run->profile.activation_probability(l, most_used(L)) < 0.40);
   }
 }
 
@@ -237,6 +241,34 @@ TEST_CASE("ProfileRecorder reports a malformed routing event instead of crashing
   CHECK(rec.status().message().find("expert id 9") != std::string::npos);
   REQUIRE(rec.trace().tokens.size() == 1);
   CHECK(rec.trace().tokens[0][0] == std::vector<int32_t>{1, 3});
+}
+
+TEST_CASE("ProfileRecorder turns per-neuron gate counts into gate activity and deciles", "[profiler]") {
+  ModelShape sh;
+  sh.n_layer = 2;
+  sh.n_expert = 4;
+  sh.n_expert_used = 2;
+  sh.n_embd = 32;
+  sh.n_ff_exp = 11;
+  ProfileRecorder rec("m", "h", sh, /*record_trace=*/false);
+  // Neuron j active in j of 10 rows, in two events of 5 rows (j/2 rounded down and up).
+  std::vector<uint32_t> a(11), b(11);
+  for (uint32_t j = 0; j < 11; ++j) a[j] = std::min(5u, j / 2), b[j] = std::min(5u, j - j / 2);
+  rec.on_expert_gate_neurons(1, 3, a, 5);
+  rec.on_expert_gate_neurons(1, 3, b, 5);
+  REQUIRE(rec.status().ok());
+  const Profile p = rec.finish();
+  const ExpertProfile& e = p.layers[1].experts[3];
+  CHECK(e.gate_observations == 10);
+  // Fractions min(j,10)/10 for j = 0..10: 0, .1, ..., 1.0, mean 0.5.
+  CHECK(e.gate_activity == Approx(0.5));
+  for (size_t i = 0; i <= 10; ++i) CHECK(e.neuron_activity_deciles[i] == Approx(i / 10.0));
+  CHECK(p.layers[0].experts[0].gate_observations == 0);
+
+  std::vector<uint32_t> too_many(11, 6);
+  rec.on_expert_gate_neurons(0, 0, too_many, 5);
+  CHECK_FALSE(rec.status().ok());
+  CHECK(rec.status().message().find("neuron 0") != std::string::npos);
 }
 
 }  // namespace tandem

@@ -104,7 +104,7 @@ std::string report_html(const Profile& p) {
   const ProfileSummary s = summarize_profile(p);
   using svg::xml_escape;
   std::string h;
-  h += "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n";
+  h += "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\"/>\n";
   h += fmt::format("<title>Tandem profile: {}</title>\n<style>\n{}\n</style>\n</head>\n<body>\n",
                    xml_escape(p.model_name), k_style);
   h += fmt::format("<h1>Expert profile of {}</h1>\n<dl>\n", xml_escape(p.model_name));

@@ -28,6 +28,10 @@ std::array<uint32_t, 3> marker_sizes(const ProfileShape& s) {
   return {clamp(s.n_expert_used), clamp(2ull * s.n_expert_used), clamp(s.n_expert / 2)};
 }
 
+// Rough width of a bold sans-serif title at `size` px (average glyph ~0.6 em), so that the
+// canvas is never narrower than its title.
+double title_width(const std::string& title, double size) { return 0.6 * size * static_cast<double>(title.size()); }
+
 }  // namespace
 
 std::string heatmap_svg(const Profile& p) {
@@ -36,7 +40,9 @@ std::string heatmap_svg(const Profile& p) {
   const double ch = std::clamp(560.0 / std::max(1u, nl), 6.0, 28.0);
   const double left = 70, top = 56, grid_w = cw * ne, grid_h = ch * nl;
   const double legend_x = left + grid_w + 28;
-  const double width = legend_x + 90, height = top + grid_h + 62;
+  const std::string title = fmt::format("Expert activation probability P(e in top-{}) — {} ({} tokens)",
+                                        p.shape.n_expert_used, p.model_name, p.n_tokens);
+  const double width = std::max(legend_x + 90, left + title_width(title, 15) + 20), height = top + grid_h + 62;
 
   double vmax = 0;
   for (uint32_t l = 0; l < nl; ++l)
@@ -44,9 +50,7 @@ std::string heatmap_svg(const Profile& p) {
   if (vmax <= 0) vmax = 1;
 
   svg::Document d(width, height, "Expert activation heatmap");
-  d.text(left, 22, fmt::format("Expert activation probability P(e in top-{}) — {} ({} tokens)", p.shape.n_expert_used,
-                               p.model_name, p.n_tokens),
-         15, "start", "font-weight=\"bold\"");
+  d.text(left, 22, title, 15, "start", "font-weight=\"bold\"");
   d.text(left, 40, "row: layer, column: expert; outlined: each layer's most used expert", 11, "start",
          "fill=\"#555555\"");
 
@@ -107,10 +111,10 @@ std::string lru_svg(const Profile& p) {
   const double left = 64, top = 50, pw = 620, ph = 380;
   const bool list_layers = nl <= 12;
   const double legend_x = left + pw + 24;
-  const double width = legend_x + 130, height = top + ph + 56;
+  const std::string title = fmt::format("LRU hit rate per layer vs cache size — {} ({} tokens)", p.model_name, p.n_tokens);
+  const double width = std::max(legend_x + 130, left + title_width(title, 15) + 20), height = top + ph + 56;
   svg::Document d(width, height, "LRU expert cache hit rate");
-  d.text(left, 22, fmt::format("LRU hit rate per layer vs cache size — {} ({} tokens)", p.model_name, p.n_tokens), 15,
-         "start", "font-weight=\"bold\"");
+  d.text(left, 22, title, 15, "start", "font-weight=\"bold\"");
 
   auto px = [&](double c) { return left + (ne ? c / ne : 0) * pw; };
   auto py = [&](double r) { return top + (1 - r) * ph; };
@@ -172,13 +176,15 @@ std::string lru_svg(const Profile& p) {
 std::string sparsity_svg(const Profile& p) {
   const uint32_t nl = p.shape.n_layer;
   const double left = 64, top = 50, ph = 340;
-  const double bw = std::clamp(640.0 / std::max(1u, nl), 6.0, 40.0);
-  const double pw = bw * std::max(1u, nl);
+  const double bw = std::clamp(640.0 / std::max(1u, nl), 6.0, 90.0);
+  const double pw = std::max(360.0, bw * std::max(1u, nl));
+  const double x0 = left + (pw - bw * nl) / 2;  // few layers: centred in the minimum width
   const double legend_x = left + pw + 24;
-  const double width = legend_x + 170, height = top + ph + 56;
+  const std::string title =
+      fmt::format("Gate activity per neuron (fraction of activations with gate > 0) — {}", p.model_name);
+  const double width = std::max(legend_x + 185, left + title_width(title, 15) + 20), height = top + ph + 56;
   svg::Document d(width, height, "Neuron activity per layer");
-  d.text(left, 22, fmt::format("Gate activity per neuron (fraction of activations with gate > 0) — {}", p.model_name),
-         15, "start", "font-weight=\"bold\"");
+  d.text(left, 22, title, 15, "start", "font-weight=\"bold\"");
   auto py = [&](double r) { return top + (1 - r) * ph; };
   for (double r : svg::nice_ticks(0, 1, 6)) {
     d.line(left, py(r), left + pw, py(r), k_grid);
@@ -195,7 +201,7 @@ std::string sparsity_svg(const Profile& p) {
       active += ew * e.gate_activity;
       w += ew;
     }
-    const double cx = left + (l + 0.5) * bw, half = std::max(2.0, bw * 0.32);
+    const double cx = x0 + (l + 0.5) * bw, half = std::clamp(bw * 0.32, 2.0, 16.0);
     if (w <= 0) {
       d.text(cx, py(0.5), "n/r", 9, "middle", "fill=\"#999999\"");
       continue;
@@ -214,25 +220,31 @@ std::string sparsity_svg(const Profile& p) {
   }
   d.rect(left, top, pw, ph, "none", fmt::format("stroke=\"{}\"", k_axis));
   const uint32_t ls = label_step(nl, static_cast<uint32_t>(pw / 22));
-  for (uint32_t l = 0; l < nl; l += ls) d.text(left + (l + 0.5) * bw, top + ph + 15, std::to_string(l), 10, "middle");
+  for (uint32_t l = 0; l < nl; l += ls) d.text(x0 + (l + 0.5) * bw, top + ph + 15, std::to_string(l), 10, "middle");
   d.text(left + pw / 2, top + ph + 36, "layer", 12, "middle");
   d.text(18, top + ph / 2, "neuron active fraction", 12, "middle",
          fmt::format("transform=\"rotate(-90 18 {})\"", svg::num(top + ph / 2)));
   if (!any) d.text(left + pw / 2, py(0.5) - 18, "no gate activity recorded in this profile", 13, "middle", "fill=\"#b00020\"");
 
-  // Legend.
-  const double lx = legend_x, ly = top + 10;
-  d.line(lx + 8, ly, lx + 8, ly + 70, "#555555");
-  d.rect(lx + 2, ly + 8, 12, 54, "#b9d7ea", "stroke=\"#4a7ca8\"");
-  d.rect(lx + 2, ly + 22, 12, 26, "#4a7ca8");
-  d.line(lx + 2, ly + 35, lx + 14, ly + 35, "#ffffff", 2);
-  d.raw(fmt::format("<circle cx=\"{}\" cy=\"{}\" r=\"4\" fill=\"#ff2a6d\"/>\n", svg::num(lx + 8), svg::num(ly + 92)));
-  d.text(lx + 22, ly + 4, "max / min neuron", 10);
-  d.text(lx + 22, ly + 14, "p10 .. p90", 10);
-  d.text(lx + 22, ly + 28, "p30 .. p70", 10);
-  d.text(lx + 22, ly + 39, "median", 10);
-  d.text(lx + 22, ly + 95, "mean gate activity", 10);
-  d.text(lx, ly + 120, "n/r: not recorded", 10, "start", "fill=\"#999999\"");
+  // Legend: one glyph with each level named.
+  const double lx = legend_x, ly = top + 10, gx = lx + 9;
+  d.line(gx, ly, gx, ly + 100, "#555555");
+  d.rect(gx - 7, ly + 15, 14, 70, "#b9d7ea", "stroke=\"#4a7ca8\"");
+  d.rect(gx - 7, ly + 32, 14, 36, "#4a7ca8");
+  d.line(gx - 7, ly + 50, gx + 7, ly + 50, "#ffffff", 2);
+  const std::pair<double, const char*> levels[] = {{0, "p100 (most active neuron)"}, {15, "p90"}, {32, "p70"},
+                                                   {50, "median"},  {68, "p30"}, {85, "p10"},
+                                                   {100, "p0 (least active neuron)"}};
+  for (const auto& [dy, name] : levels) {
+    d.line(gx + 9, ly + dy, gx + 13, ly + dy, "#999999");
+    d.text(gx + 16, ly + dy + 3.5, name, 10);
+  }
+  d.raw(fmt::format("<circle cx=\"{}\" cy=\"{}\" r=\"4\" fill=\"#ff2a6d\"/>\n", svg::num(gx), svg::num(ly + 125)));
+  d.text(gx + 16, ly + 128.5, "mean gate activity", 10);
+  d.text(lx, ly + 152, "n/r: not recorded", 10, "start", "fill=\"#999999\"");
+  d.text(lx, ly + 170, "(deciles averaged over the", 10, "start", "fill=\"#555555\"");
+  d.text(lx, ly + 183, "layer's experts, weighted", 10, "start", "fill=\"#555555\"");
+  d.text(lx, ly + 196, "by observations)", 10, "start", "fill=\"#555555\"");
   return d.finish();
 }
 
