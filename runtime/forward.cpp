@@ -206,6 +206,12 @@ Status Forward::eval_ubatch(KvCache& kv, std::span<const int32_t> tokens, bool w
     args.expert_ids = expert_ids_.data();
     args.weights = expert_weights_.data();
     args.n_rows = m;
+    // Per-neuron counts only for an observer that asks (the profiler): zero cost otherwise.
+    const bool want_neurons = observer_ != nullptr && observer_->wants_gate_neurons();
+    if (want_neurons) {
+      gate_neurons_.assign(static_cast<size_t>(shape_.n_expert) * shape_.n_ff_exp, 0);
+      args.gate_neuron_active = gate_neurons_.data();
+    }
     std::fill(gate_active_.begin(), gate_active_.end(), 0);
     TANDEM_RETURN_IF_ERROR(ops_->moe(args, moe_.data(), gate_active_));
     for (int64_t i = 0; i < m * d; ++i) xr[i] += moe_[static_cast<size_t>(i)];
@@ -217,6 +223,15 @@ Status Forward::eval_ubatch(KvCache& kv, std::span<const int32_t> tokens, bool w
       for (uint32_t e = 0; e < shape_.n_expert; ++e) {
         if (routed_[e] == 0) continue;
         observer_->on_expert_gate_activity(il, e, gate_active_[e], routed_[e] * shape_.n_ff_exp);
+        if (want_neurons) {
+          const std::span<const uint32_t> counts(gate_neurons_.data() + static_cast<size_t>(e) * shape_.n_ff_exp,
+                                                 shape_.n_ff_exp);
+          // Ops that do not count per neuron leave zeros: pass on only counts that add up.
+          const uint64_t sum = std::accumulate(counts.begin(), counts.end(), uint64_t{0});
+          if (sum == gate_active_[e]) {
+            observer_->on_expert_gate_neurons(il, e, counts, static_cast<uint32_t>(routed_[e]));
+          }
+        }
       }
     }
   }

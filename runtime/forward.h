@@ -80,6 +80,7 @@ class Forward {
   std::vector<float> expert_weights_;
   std::vector<uint64_t> gate_active_;
   std::vector<uint64_t> routed_;
+  std::vector<uint32_t> gate_neurons_;  // (n_expert, n_ff_exp), only for observers that want it
 };
 
 }  // namespace tandem

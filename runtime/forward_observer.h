@@ -28,6 +28,17 @@ class ForwardObserver {
   // (the ReLU-active neurons, spec §5.1).
   virtual void on_expert_gate_activity(uint32_t /*layer*/, uint32_t /*expert*/, uint64_t /*n_active*/,
                                        uint64_t /*n_total*/) {}
+
+  // Per-neuron gate activity, for the profiler (spec §5.1): only when wants_gate_neurons()
+  // returns true (else the forward pass does not count per neuron and costs nothing extra).
+  // After layer `layer`'s expert FFN, once per expert used in the ubatch:
+  //   active_count_per_neuron (n_ff_exp): of the `n_rows` rows routed to `expert`, how many
+  //   had gate pre-activation j > 0.
+  // Not called when the ForwardOps in use do not count per neuron (their counts do not add
+  // up to the on_expert_gate_activity total).
+  virtual bool wants_gate_neurons() const { return false; }
+  virtual void on_expert_gate_neurons(uint32_t /*layer*/, uint32_t /*expert*/,
+                                      std::span<const uint32_t> /*active_count_per_neuron*/, uint32_t /*n_rows*/) {}
 };
 
 }  // namespace tandem

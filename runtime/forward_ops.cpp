@@ -256,11 +256,15 @@ class CpuOps final : public ForwardOps {
       u.resize(static_cast<size_t>(me * n_ff));
       TANDEM_RETURN_IF_ERROR(mul_mat(a.gate_exps->slice2(e), xe.data(), me, g.data()));
       TANDEM_RETURN_IF_ERROR(mul_mat(a.up_exps->slice2(e), xe.data(), me, u.data()));
+      // g is (me, n_ff) row-major: element j belongs to neuron j % n_ff.
+      uint32_t* per_neuron = a.gate_neuron_active != nullptr ? a.gate_neuron_active + e * n_ff : nullptr;
       uint64_t active = 0;
       for (size_t j = 0; j < g.size(); ++j) {
         // ggml_vec_reglu_f32: relu on the gate only.
-        active += g[j] > 0.0f ? 1 : 0;
-        g[j] = g[j] > 0.0f ? g[j] * u[j] : 0.0f;
+        const bool on = g[j] > 0.0f;
+        active += on ? 1 : 0;
+        if (per_neuron != nullptr && on) ++per_neuron[j % static_cast<size_t>(n_ff)];
+        g[j] = on ? g[j] * u[j] : 0.0f;
       }
       gate_active[static_cast<size_t>(e)] += active;
       ye.resize(static_cast<size_t>(me * d));

@@ -37,6 +37,10 @@ struct MoeArgs {
   const int32_t* expert_ids = nullptr;  // (n_rows, n_expert_used)
   const float* weights = nullptr;     // (n_rows, n_expert_used)
   int64_t n_rows = 0;
+  // Optional (nullptr = not wanted): (n_expert, n_ff_exp) row-major; element (e, j) += the
+  // number of rows routed to e whose gate pre-activation j is > 0. Ops that do not count per
+  // neuron leave it untouched (the forward pass checks the sums against gate_active).
+  uint32_t* gate_neuron_active = nullptr;
 };
 
 class ForwardOps {

@@ -13,9 +13,9 @@
 // per-layer LRU curves treat the workload as one stream (an expert cache lives across
 // requests).
 //
-// Gate activity (per neuron) reaches the profile only through
-// ForwardObserver::on_expert_gate_neurons where the forward pass provides it; when it does
-// not, every expert's gate_observations stays 0 (the profile then says "dense").
+// Gate activity per neuron comes from ForwardObserver::on_expert_gate_neurons (the recorder
+// asks for it); where the ForwardOps in use do not count per neuron, the forward pass does
+// not call it and every expert's gate_observations stays 0 (the profile then says "dense").
 #pragma once
 
 #include <cstdint>
@@ -53,9 +53,9 @@ class ProfileRecorder final : public ForwardObserver {
                   std::span<const float> weights) override;
   // Per-neuron gate activity of `expert` over `n_rows` routed rows: active_count_per_neuron
   // (n_ff_exp values) counts the rows whose gate pre-activation j was > 0.
-  bool wants_gate_neurons() const { return true; }
+  bool wants_gate_neurons() const override { return true; }
   void on_expert_gate_neurons(uint32_t layer, uint32_t expert, std::span<const uint32_t> active_count_per_neuron,
-                              uint32_t n_rows);
+                              uint32_t n_rows) override;
 
   const Status& status() const { return status_; }
   Profile finish() const { return builder_.finish(); }

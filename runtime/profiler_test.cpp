@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <map>
 #include <cmath>
 #include <numeric>
 
@@ -269,6 +270,83 @@ TEST_CASE("ProfileRecorder turns per-neuron gate counts into gate activity and d
   rec.on_expert_gate_neurons(0, 0, too_many, 5);
   CHECK_FALSE(rec.status().ok());
   CHECK(rec.status().message().find("neuron 0") != std::string::npos);
+}
+
+namespace {
+
+// Records both gate events of the forward pass, to check one against the other.
+class GateProbe final : public ForwardObserver {
+ public:
+  explicit GateProbe(bool want) : want_(want) {}
+  bool wants_gate_neurons() const override { return want_; }
+  void on_expert_gate_activity(uint32_t layer, uint32_t expert, uint64_t n_active, uint64_t n_total) override {
+    total[{layer, expert}].first += n_active;
+    total[{layer, expert}].second += n_total;
+  }
+  void on_expert_gate_neurons(uint32_t layer, uint32_t expert, std::span<const uint32_t> counts,
+                              uint32_t n_rows) override {
+    ++neuron_calls;
+    uint64_t sum = 0;
+    for (uint32_t c : counts) {
+      sum += c;
+      if (c > n_rows) ++over;
+    }
+    neurons[{layer, expert}].first += sum;
+    neurons[{layer, expert}].second += uint64_t{n_rows} * counts.size();
+  }
+  bool want_;
+  std::map<std::pair<uint32_t, uint32_t>, std::pair<uint64_t, uint64_t>> total, neurons;
+  uint64_t neuron_calls = 0, over = 0;
+};
+
+}  // namespace
+
+TEST_CASE("forward pass reports per-neuron gate counts only when asked, adding up to its totals", "[profiler]") {
+  test::TempDir dir("prof-gate");
+  auto s = open_tiny(dir, "m.gguf", 1.0f);
+  const std::vector<int32_t> tokens = s->tokenize(builtin_corpus().substr(0, 600), true, false);
+  REQUIRE(tokens.size() > 40);
+  std::vector<float> logits;
+  for (bool want : {false, true}) {
+    GateProbe probe(want);
+    s->reset();
+    s->forward().set_observer(&probe);
+    REQUIRE(s->forward().eval(s->kv(), tokens, LogitsRows::all, logits).ok());
+    s->forward().set_observer(nullptr);
+    if (!want) {
+      CHECK(probe.neuron_calls == 0);
+      continue;
+    }
+    CHECK(probe.over == 0);
+    CHECK(probe.neurons == probe.total);  // same (layer, expert) keys, sums and n_rows * n_ff_exp
+  }
+  s->reset();
+}
+
+TEST_CASE("profile of a tiny model records gate activity near 1 - relu_sparsity", "[profiler]") {
+  test::TempDir dir("prof-sparsity");
+  auto s = open_tiny(dir, "m.gguf", 1.0f);  // made with relu_sparsity 0.6
+  ProfileOptions po;
+  po.max_tokens = 300;
+  auto run = profile_session(*s, builtin_corpus(), po);
+  REQUIRE(run.ok());
+  const Profile& p = run->profile;
+  for (uint32_t l = 0; l < p.shape.n_layer; ++l) {
+    double obs = 0, act = 0;
+    for (uint32_t e = 0; e < p.shape.n_expert; ++e) {
+      const ExpertProfile& x = p.layers[l].experts[e];
+      CHECK(x.gate_observations == x.activation_count);  // one observation per routed token
+      if (x.gate_observations == 0) continue;
+      obs += static_cast<double>(x.gate_observations);
+      act += static_cast<double>(x.gate_observations) * x.gate_activity;
+      if (x.gate_observations >= 30) {
+        // Hot and cold neurons (the maker draws each neuron's mean): a wide spread.
+        CHECK(x.neuron_activity_deciles[9] - x.neuron_activity_deciles[1] > 0.3);
+      }
+    }
+    INFO("layer " << l);
+    CHECK(act / obs == Approx(0.4).margin(0.1));
+  }
 }
 
 }  // namespace tandem

@@ -31,8 +31,8 @@ std::string num(double v, int decimals) {
     while (!s.empty() && s.back() == '0') s.pop_back();
     if (!s.empty() && s.back() == '.') s.pop_back();
   }
-  if (s == "-0") s = "0";
-  return s;
+  // Rounding a small negative value leaves "-0".
+  return s == "-0" ? std::string("0") : s;
 }
 
 Rgb viridis(double t) {

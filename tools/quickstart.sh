@@ -14,7 +14,6 @@ if [[ ! -f "$model" ]]; then
   mkdir -p models
   build/tools/tandem make-model --preset default --dtype q4_0 -o "$model"
 fi
-build/tools/tandem inspect "$model"
-if build/tools/tandem --help | grep -q '^  run'; then
-  build/tools/tandem run -m "$model" -p "The quick brown fox" -n 48 -t "$jobs" --temp 0
-fi
+build/tools/tandem inspect --no-tensors "$model"
+echo
+build/tools/tandem run -m "$model" -p "The little robot walked into the kitchen and" -n 48 -t "$jobs" --temp 0
