@@ -3,6 +3,7 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <cmath>
 #include <chrono>
 #include <cstdio>
 #include <system_error>
@@ -20,7 +21,14 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 
 Session::Session(Model model, Tokenizer tokenizer, KvCache kv, SessionOptions options)
     : model_(std::move(model)), tokenizer_(std::move(tokenizer)), kv_(std::move(kv)), options_(std::move(options)),
-      sampler_(options_.sampling) {}
+      sampler_(options_.sampling) {
+  // Padding entries ([PAD{i}], type UNUSED) are not text: never sample them. Real Qwen2 models
+  // give them very low logits anyway; synthetic models (a 151936-entry vocabulary around a small
+  // BPE) would otherwise emit invisible tokens.
+  for (int32_t id = 0; id < tokenizer_.n_vocab(); ++id) {
+    if (tokenizer_.token_type(id) == TokenType::unused) unused_ids_.push_back(id);
+  }
+}
 
 Result<std::unique_ptr<Session>> Session::open(const SessionOptions& options) {
   TANDEM_ASSIGN_OR_RETURN(Model model, Model::load(options.model_path));
@@ -87,6 +95,7 @@ Result<GenerateStats> Session::generate(std::span<const int32_t> prompt, int32_t
 
   Detokenizer detok(tokenizer_, /*special=*/false);
   while (n_predict < 0 || st.n_generated < static_cast<uint32_t>(n_predict)) {
+    for (int32_t id : unused_ids_) logits_[static_cast<size_t>(id)] = -INFINITY;
     const int32_t tok = sampler_.sample(logits_);
     sampler_.accept(tok);
     ++st.n_generated;

@@ -91,6 +91,7 @@ class Session {
   Sampler sampler_;
   std::vector<int32_t> cached_;
   std::vector<float> logits_;
+  std::vector<int32_t> unused_ids_;  // token_type UNUSED (padding): masked before sampling
 };
 
 // Peak resident set size of this process in bytes (getrusage ru_maxrss).

@@ -154,3 +154,40 @@ TEST_CASE("Session: perplexity equals the reference computed over the same chunk
   auto short_text = perplexity(s->forward(), s->kv(), std::span<const int32_t>(tokens.data(), 63), po);
   CHECK(short_text.status().message().find("you need at least 64 tokens") != std::string::npos);
 }
+
+TEST_CASE("Session: padding tokens ([PAD], type UNUSED) are never sampled", "[session]") {
+  // A vocabulary far larger than the builtin BPE learns is mostly [PAD{i}] entries; random
+  // weights give them ordinary logits, so without the mask sampling at a high temperature
+  // would emit them (invisible text).
+  test::TempDir dir;
+  MakeModelOptions mo;
+  mo.preset = "tiny";
+  mo.n_vocab = 8192;
+  mo.dtype = DType::f32;
+  const auto path = dir / "padded.gguf";
+  REQUIRE(make_model(mo, path).ok());
+  SessionOptions so;
+  so.model_path = path;
+  so.n_ctx = 256;
+  so.n_threads = 2;
+  so.sampling.temp = 2.0f;
+  so.sampling.top_k = 0;
+  so.sampling.top_p = 1.0f;
+  so.sampling.min_p = 0.0f;
+  so.sampling.seed = 7;
+  auto s = Session::open(so);
+  REQUIRE(s.ok());
+  const auto& tok = (*s)->tokenizer();
+  int32_t n_unused = 0;
+  for (int32_t id = 0; id < tok.n_vocab(); ++id) n_unused += tok.token_type(id) == TokenType::unused;
+  REQUIRE(n_unused > tok.n_vocab() / 4);  // the premise: most of the vocabulary is padding
+  Collected c;
+  const auto prompt = tok.encode("The little robot", false, false);
+  auto st = (*s)->generate(prompt, 128, collect(c));
+  REQUIRE(st.ok());
+  REQUIRE(c.tokens.size() > 16);
+  for (int32_t t : c.tokens) {
+    INFO("token " << t);
+    CHECK(tok.token_type(t) != TokenType::unused);
+  }
+}
