@@ -58,6 +58,7 @@ class Forward {
   // Not owned; nullptr to stop observing.
   void set_observer(ForwardObserver* observer) { observer_ = observer; }
   int n_threads() const;
+  ForwardOps& ops() { return *ops_; }
   const ModelShape& shape() const { return shape_; }
 
  private:

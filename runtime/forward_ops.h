@@ -22,6 +22,9 @@
 #include "runtime/kv_cache.h"
 
 namespace tandem {
+namespace cpu {
+struct KernelTable;
+}
 
 // One layer's expert FFN for a ubatch (spec §2.1 "moe", §2.5).
 struct MoeArgs {
@@ -41,6 +44,13 @@ struct MoeArgs {
   // number of rows routed to e whose gate pre-activation j is > 0. Ops that do not count per
   // neuron leave it untouched (the forward pass checks the sums against gate_active).
   uint32_t* gate_neuron_active = nullptr;
+};
+
+// Weight bytes the ops had to read since the last reset (for roofline figures). Ops that do
+// not count leave both 0.
+struct ForwardOpsCounters {
+  uint64_t weight_bytes = 0;  // every weight byte read (mul_mat, get_rows rows, moe), experts included
+  uint64_t expert_bytes = 0;  // of which expert weights (moe)
 };
 
 class ForwardOps {
@@ -77,9 +87,15 @@ class ForwardOps {
   // in slot order (as llama.cpp). gate_active (n_expert) += number of (row, neuron) pairs
   // routed to each expert whose gate pre-activation is > 0.
   virtual Status moe(const MoeArgs& args, float* out, std::span<uint64_t> gate_active) = 0;
+
+  virtual ForwardOpsCounters counters() const { return {}; }
+  virtual void reset_counters() {}
 };
 
 // The plain portable C++ implementation (parallel with oneTBB over rows/heads).
 std::unique_ptr<ForwardOps> make_cpu_ops();
+
+// The SIMD kernel-table implementation (runtime/forward_ops_fast.h); `kt` must outlive it.
+std::unique_ptr<ForwardOps> make_fast_cpu_ops(const cpu::KernelTable& kt);
 
 }  // namespace tandem

@@ -5,13 +5,13 @@
 
 namespace tandem {
 
-Result<PerplexityResult> perplexity(Forward& forward, KvCache& kv, std::span<const int32_t> tokens,
+Result<PerplexityResult> perplexity(Executor& executor, std::span<const int32_t> tokens,
                                     const PerplexityOptions& options, const PerplexityProgress& progress) {
   const uint32_t n_ctx = options.n_ctx;
   if (n_ctx < 4) return make_error(ErrorCode::invalid_argument, "perplexity: context (-c) {} is too small", n_ctx);
-  if (kv.n_ctx() < n_ctx) {
+  if (executor.n_ctx() < n_ctx) {
     return make_error(ErrorCode::invalid_argument, "perplexity: the KV cache holds {} positions, the chunks need {}",
-                      kv.n_ctx(), n_ctx);
+                      executor.n_ctx(), n_ctx);
   }
   if (tokens.size() < 2 * static_cast<size_t>(n_ctx)) {
     return make_error(ErrorCode::invalid_argument,
@@ -19,7 +19,6 @@ Result<PerplexityResult> perplexity(Forward& forward, KvCache& kv, std::span<con
                       "has {} tokens)",
                       2 * static_cast<size_t>(n_ctx), n_ctx, tokens.size());
   }
-  const int64_t n_vocab = forward.shape().n_vocab;
   const uint32_t first = n_ctx / 2;
   PerplexityResult res;
   res.n_chunk = static_cast<uint32_t>(tokens.size() / n_ctx);
@@ -31,8 +30,9 @@ Result<PerplexityResult> perplexity(Forward& forward, KvCache& kv, std::span<con
     const size_t start = static_cast<size_t>(c) * n_ctx;
     std::copy_n(tokens.begin() + static_cast<ptrdiff_t>(start), n_ctx, chunk.begin());
     if (options.bos) chunk[0] = *options.bos;
-    kv.clear();
-    TANDEM_RETURN_IF_ERROR(forward.eval(kv, chunk, LogitsRows::all, logits));
+    executor.clear();
+    TANDEM_RETURN_IF_ERROR(executor.eval(chunk, LogitsRows::all, logits));
+    const int64_t n_vocab = static_cast<int64_t>(logits.size() / n_ctx);
     for (uint32_t j = first; j + 1 < n_ctx; ++j) {
       const float* row = logits.data() + static_cast<int64_t>(j) * n_vocab;
       const float mx = *std::max_element(row, row + n_vocab);
@@ -48,7 +48,7 @@ Result<PerplexityResult> perplexity(Forward& forward, KvCache& kv, std::span<con
     res.running_ppl.push_back(std::exp(nll / static_cast<double>(res.count)));
     if (progress) progress(c, res.running_ppl.back());
   }
-  kv.clear();
+  executor.clear();
   const double mean = nll / static_cast<double>(res.count);
   const double mean2 = nll2 / static_cast<double>(res.count);
   res.ppl = std::exp(mean);

@@ -17,8 +17,7 @@
 #include <vector>
 
 #include "core/status.h"
-#include "runtime/forward.h"
-#include "runtime/kv_cache.h"
+#include "runtime/executor.h"
 
 namespace tandem {
 
@@ -38,9 +37,10 @@ struct PerplexityResult {
 // Called after each chunk with its 0-based index and the running perplexity.
 using PerplexityProgress = std::function<void(uint32_t chunk, double running_ppl)>;
 
+// The executor's cache is cleared before each chunk and at the end.
 // Errors: invalid_argument when n_ctx < 4, when the cache is smaller than n_ctx, or when
 // tokens.size() < 2 * n_ctx ("you need at least … tokens", as llama.cpp); eval's errors.
-Result<PerplexityResult> perplexity(Forward& forward, KvCache& kv, std::span<const int32_t> tokens,
+Result<PerplexityResult> perplexity(Executor& executor, std::span<const int32_t> tokens,
                                     const PerplexityOptions& options, const PerplexityProgress& progress = {});
 
 }  // namespace tandem

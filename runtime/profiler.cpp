@@ -24,7 +24,7 @@ std::string_view trim(std::string_view s) {
 uint32_t slice_tokens(Session& session) {
   const uint64_t n_vocab = std::max<uint64_t>(1, session.model().shape().n_vocab);
   const uint64_t by_memory = std::max<uint64_t>(16, (uint64_t{256} << 20) / (n_vocab * sizeof(float)));
-  return static_cast<uint32_t>(std::min<uint64_t>({by_memory, session.options().n_ubatch, session.kv().n_ubatch()}));
+  return static_cast<uint32_t>(std::min<uint64_t>({by_memory, session.options().n_ubatch}));
 }
 
 }  // namespace
@@ -122,9 +122,8 @@ Result<ProfileRun> profile_session(Session& session, std::string_view text, cons
 
   const Model& model = session.model();
   ProfileRecorder recorder(model.name(), model.content_hash(), model.shape(), options.record_trace);
-  Forward& fwd = session.forward();
-  KvCache& kv = session.kv();
-  const uint32_t n_ctx = kv.n_ctx();
+  Executor& ex = session.executor();
+  const uint32_t n_ctx = ex.n_ctx();
   const uint32_t slice = slice_tokens(session);
 
   ProfileRun run;
@@ -133,19 +132,19 @@ Result<ProfileRun> profile_session(Session& session, std::string_view text, cons
   uint64_t done = 0;
   const auto t0 = std::chrono::steady_clock::now();
   auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
-  fwd.set_observer(&recorder);
+  ex.set_observer(&recorder);
   Status status = Status::success();
   for (size_t pi = 0; pi < tokenized.size() && status.ok(); ++pi) {
     const std::vector<int32_t>& ids = tokenized[pi];
     ++run.n_prompts;
     for (size_t c0 = 0; c0 < ids.size() && status.ok(); c0 += n_ctx) {
       const size_t c1 = std::min<size_t>(ids.size(), c0 + n_ctx);
-      kv.clear();
+      ex.clear();
       recorder.begin_chunk(done);
       ++run.n_chunks;
       for (size_t s0 = c0; s0 < c1; s0 += slice) {
         const size_t s1 = std::min<size_t>(c1, s0 + slice);
-        status = fwd.eval(kv, std::span(ids).subspan(s0, s1 - s0), LogitsRows::all, logits);
+        status = ex.eval(std::span(ids).subspan(s0, s1 - s0), LogitsRows::all, logits);
         if (!status.ok()) {
           status = status.with_context(fmt::format("profile: prompt {} (tokens {}..{})", pi, s0, s1));
           break;
@@ -159,7 +158,7 @@ Result<ProfileRun> profile_session(Session& session, std::string_view text, cons
       }
     }
   }
-  fwd.set_observer(nullptr);
+  ex.set_observer(nullptr);
   session.reset();
   TANDEM_RETURN_IF_ERROR(status);
   run.seconds = elapsed();

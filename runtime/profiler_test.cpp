@@ -218,7 +218,7 @@ TEST_CASE("profiler: chat wrapping adds the ChatML tokens; empty text is an erro
   auto none = profile_session(*s, "\n  \n", {});
   REQUIRE_FALSE(none.ok());
   CHECK(none.status().code() == ErrorCode::invalid_argument);
-  CHECK(s->kv().n_past() == 0);
+  CHECK(s->executor().n_past() == 0);
 }
 
 TEST_CASE("ProfileRecorder reports a malformed routing event instead of crashing", "[profiler]") {
@@ -310,9 +310,9 @@ TEST_CASE("forward pass reports per-neuron gate counts only when asked, adding u
   for (bool want : {false, true}) {
     GateProbe probe(want);
     s->reset();
-    s->forward().set_observer(&probe);
-    REQUIRE(s->forward().eval(s->kv(), tokens, LogitsRows::all, logits).ok());
-    s->forward().set_observer(nullptr);
+    s->executor().set_observer(&probe);
+    REQUIRE(s->executor().eval(tokens, LogitsRows::all, logits).ok());
+    s->executor().set_observer(nullptr);
     if (!want) {
       CHECK(probe.neuron_calls == 0);
       continue;

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdio>
 #include <system_error>
+#include <thread>
 
 #include "runtime/model_maker.h"
 
@@ -19,8 +20,8 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 
 }  // namespace
 
-Session::Session(Model model, Tokenizer tokenizer, KvCache kv, SessionOptions options)
-    : model_(std::move(model)), tokenizer_(std::move(tokenizer)), kv_(std::move(kv)), options_(std::move(options)),
+Session::Session(Model model, Tokenizer tokenizer, SessionOptions options)
+    : model_(std::move(model)), tokenizer_(std::move(tokenizer)), options_(std::move(options)),
       sampler_(options_.sampling) {
   // Padding entries ([PAD{i}], type UNUSED) are not text: never sample them. Real Qwen2 models
   // give them very low logits anyway; synthetic models (a 151936-entry vocabulary around a small
@@ -39,29 +40,26 @@ Result<std::unique_ptr<Session>> Session::open(const SessionOptions& options) {
   }
   SessionOptions opts = options;
   if (opts.n_ctx == 0) opts.n_ctx = model.shape().n_ctx_train;
-  KvCacheOptions kv_opts;
-  kv_opts.n_ctx = opts.n_ctx;
-  kv_opts.n_ubatch = opts.n_ubatch;
-  kv_opts.type = opts.cache_type;
-  TANDEM_ASSIGN_OR_RETURN(KvCache kv, KvCache::create(model.shape(), kv_opts));
-  std::unique_ptr<Session> s(new Session(std::move(model), std::move(tokenizer), std::move(kv), opts));
-  ForwardOptions fwd;
-  fwd.n_ubatch = opts.n_ubatch;
-  fwd.n_threads = opts.n_threads;
-  // The Forward views the Session's own Model, which never moves again.
-  TANDEM_ASSIGN_OR_RETURN(s->forward_, Forward::create(s->model_.shape(), s->model_.weights(), fwd));
+  if (opts.n_threads <= 0) opts.n_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  opts.executor.n_ctx = opts.n_ctx;
+  opts.executor.n_ubatch = opts.n_ubatch;
+  opts.executor.n_threads = opts.n_threads;
+  opts.executor.cache_type = opts.cache_type;
+  std::unique_ptr<Session> s(new Session(std::move(model), std::move(tokenizer), opts));
+  // The executor views the Session's own Model, which never moves again.
+  TANDEM_ASSIGN_OR_RETURN(s->executor_, make_executor(s->model_, s->options_.executor));
   return s;
 }
 
 void Session::reset() {
-  kv_.clear();
+  executor_->clear();
   cached_.clear();
   sampler_.reset();
 }
 
 Result<GenerateStats> Session::generate(std::span<const int32_t> prompt, int32_t n_predict,
                                         const TokenCallback& on_token) {
-  const uint32_t n_ctx = kv_.n_ctx();
+  const uint32_t n_ctx = executor_->n_ctx();
   if (prompt.empty()) return make_error(ErrorCode::invalid_argument, "empty prompt: nothing to evaluate");
   if (prompt.size() > n_ctx) {
     return make_error(ErrorCode::invalid_argument, "prompt has {} tokens but the context is {} (-c)", prompt.size(),
@@ -79,16 +77,16 @@ Result<GenerateStats> Session::generate(std::span<const int32_t> prompt, int32_t
   size_t keep = 0;
   while (keep < cached_.size() && keep < prompt.size() && cached_[keep] == prompt[keep]) ++keep;
   keep = std::min(keep, prompt.size() - 1);
-  if (!kv_.truncate(static_cast<uint32_t>(keep)).ok()) {
+  if (!executor_->truncate(static_cast<uint32_t>(keep)).ok()) {
     keep = 0;  // a sliding-window layer already overwrote what the prefix needs
-    kv_.clear();
+    executor_->clear();
   }
   cached_.resize(keep);
   st.n_prompt_reused = static_cast<uint32_t>(keep);
 
   const auto fresh = prompt.subspan(keep);
   for (int32_t t : fresh) sampler_.accept(t);
-  TANDEM_RETURN_IF_ERROR(forward_->eval(kv_, fresh, LogitsRows::last, logits_));
+  TANDEM_RETURN_IF_ERROR(executor_->eval(fresh, LogitsRows::last, logits_));
   cached_.insert(cached_.end(), fresh.begin(), fresh.end());
   st.n_prompt_eval = static_cast<uint32_t>(fresh.size());
   st.prompt_seconds = seconds_since(t_start);
@@ -109,10 +107,10 @@ Result<GenerateStats> Session::generate(std::span<const int32_t> prompt, int32_t
     }
     if (!more) break;
     if (n_predict >= 0 && st.n_generated >= static_cast<uint32_t>(n_predict)) break;
-    if (kv_.n_past() >= n_ctx) break;  // context full (n_predict < 0)
+    if (executor_->n_past() >= n_ctx) break;  // context full (n_predict < 0)
     const auto t_dec = std::chrono::steady_clock::now();
     const int32_t one[1] = {tok};
-    TANDEM_RETURN_IF_ERROR(forward_->eval(kv_, one, LogitsRows::last, logits_));
+    TANDEM_RETURN_IF_ERROR(executor_->eval(one, LogitsRows::last, logits_));
     cached_.push_back(tok);
     st.decode_seconds += seconds_since(t_dec);
     ++st.n_decode;

@@ -1,5 +1,5 @@
 // Session: one model opened for text generation — owns the Model (mapping), Tokenizer,
-// KvCache, Forward and Sampler, and keeps the tokens the cache holds so that a later prompt
+// Executor (the KV cache and forward pass, wherever they run: executor.h) and Sampler, and keeps the tokens the cache holds so that a later prompt
 // that starts with them (the next turn of a chat) only evaluates what is new.
 //
 // generate(prompt): `prompt` is the WHOLE sequence the model should have seen (for a chat,
@@ -25,8 +25,8 @@
 
 #include "core/dtype.h"
 #include "core/status.h"
-#include "runtime/forward.h"
-#include "runtime/kv_cache.h"
+#include "runtime/executor.h"
+#include "runtime/executor_factory.h"
 #include "runtime/model.h"
 #include "runtime/sampler.h"
 #include "runtime/tokenizer.h"
@@ -40,6 +40,9 @@ struct SessionOptions {
   int n_threads = 0;              // -t; 0 = all hardware threads
   DType cache_type = DType::f16;  // --cache-type-k (K and V)
   SamplerParams sampling;
+  // Where the work runs (executor_factory.h): placement, device, cpu_ops, plan, mem_limit,
+  // trace. Its n_ctx/n_ubatch/n_threads/cache_type are taken from the fields above.
+  ExecutorOptions executor;
 };
 
 struct GenerateStats {
@@ -67,8 +70,7 @@ class Session {
 
   const Model& model() const { return model_; }
   const Tokenizer& tokenizer() const { return tokenizer_; }
-  KvCache& kv() { return kv_; }
-  Forward& forward() { return *forward_; }
+  Executor& executor() { return *executor_; }
   Sampler& sampler() { return sampler_; }
   const SessionOptions& options() const { return options_; }
   const std::vector<int32_t>& cached_tokens() const { return cached_; }
@@ -82,12 +84,11 @@ class Session {
   void reset();  // empties the cache and the sampler's history
 
  private:
-  Session(Model model, Tokenizer tokenizer, KvCache kv, SessionOptions options);
+  Session(Model model, Tokenizer tokenizer, SessionOptions options);
   Model model_;
   Tokenizer tokenizer_;
-  KvCache kv_;
   SessionOptions options_;
-  std::unique_ptr<Forward> forward_;
+  std::unique_ptr<Executor> executor_;
   Sampler sampler_;
   std::vector<int32_t> cached_;
   std::vector<float> logits_;

@@ -63,7 +63,7 @@ TEST_CASE("Session: bad prompts and -n beyond the context are clear errors", "[s
   auto too_many = s->generate(prompt, 7, {});
   CHECK(too_many.status().message().find("-n 7") != std::string::npos);
   CHECK(too_many.status().message().find("context of 16 (-c)") != std::string::npos);
-  CHECK(s->kv().n_past() == 0);
+  CHECK(s->executor().n_past() == 0);
   // Exactly filling the context is fine.
   Collected c;
   auto ok = s->generate(prompt, 6, collect(c));
@@ -129,7 +129,7 @@ TEST_CASE("Session: perplexity equals the reference computed over the same chunk
   po.n_ctx = 32;
   po.bos = s->tokenizer().bos();  // exercise the BOS replacement whatever the vocab says
   std::vector<double> running;
-  auto r = perplexity(s->forward(), s->kv(), tokens, po, [&](uint32_t, double p) { running.push_back(p); });
+  auto r = perplexity(s->executor(), tokens, po, [&](uint32_t, double p) { running.push_back(p); });
   REQUIRE(r.ok());
   CHECK(r->n_chunk == 3);
   CHECK(r->count == 3 * (32 - 16 - 1));
@@ -151,7 +151,7 @@ TEST_CASE("Session: perplexity equals the reference computed over the same chunk
   CHECK(r->ppl == Approx(total.ppl()).epsilon(1e-6));
   CHECK(r->ppl_error > 0.0);
 
-  auto short_text = perplexity(s->forward(), s->kv(), std::span<const int32_t>(tokens.data(), 63), po);
+  auto short_text = perplexity(s->executor(), std::span<const int32_t>(tokens.data(), 63), po);
   CHECK(short_text.status().message().find("you need at least 64 tokens") != std::string::npos);
 }
 

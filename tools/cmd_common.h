@@ -19,6 +19,7 @@
 
 #include "command.h"
 #include "core/dtype.h"
+#include "size_arg.h"
 #include "runtime/session.h"
 
 namespace tandem::tools {
@@ -31,6 +32,13 @@ struct CommonOptions {
   std::string cache_type = "f16";
   std::string system_prompt;
   SamplerParams sampling;
+  // Where the work runs (runtime/executor_factory.h).
+  std::string placement = "cpu";
+  std::string device;
+  std::string cpu_ops = "fast";
+  std::string plan;
+  std::string mem_limit;
+  std::string trace;
 };
 
 inline void add_model_options(CLI::App& sub, CommonOptions& o) {
@@ -40,6 +48,17 @@ inline void add_model_options(CLI::App& sub, CommonOptions& o) {
   sub.add_option("--ubatch,--ubatch-size", o.n_ubatch, "tokens per ubatch (also -ub N)")->capture_default_str();
   sub.add_option("--cache-type-k,--cache-type-v", o.cache_type, "KV cache type for K and V: f16 or f32 (also -ctk/-ctv)")
       ->capture_default_str();
+  sub.add_option("--placement", o.placement, "where layers and experts run: cpu, gpu or hybrid")
+      ->capture_default_str();
+  sub.add_option("--device", o.device,
+                 "Vulkan device for gpu/hybrid: an index from `tandem devices`, or cpu for a software device "
+                 "(default: the best discrete GPU, else the integrated one)");
+  sub.add_option("--cpu-ops", o.cpu_ops, "CPU kernels: fast (SIMD kernel table, TANDEM_MAX_ISA caps it) or plain")
+      ->capture_default_str();
+  sub.add_option("--plan", o.plan, "placement plan JSON from `tandem plan` (implies --placement hybrid)");
+  sub.add_option("--mem-limit", o.mem_limit,
+                 "keep resident memory under SIZE (e.g. 1G): experts that do not fit are streamed from the file");
+  sub.add_option("--trace", o.trace, "write a Chrome trace-event JSON of the run here (Perfetto, chrome://tracing)");
   sub.allow_extras();
 }
 
@@ -120,16 +139,28 @@ inline Result<std::unique_ptr<Session>> open_session(const CommonOptions& o, con
   so.n_ubatch = o.n_ubatch;
   so.n_threads = o.n_threads;
   so.sampling = o.sampling;
+  so.executor.placement = o.placement;
+  so.executor.device = o.device;
+  so.executor.cpu_ops = o.cpu_ops;
+  so.executor.plan = o.plan;
+  if (!o.plan.empty() && o.placement == "cpu") so.executor.placement = "hybrid";
+  if (!o.mem_limit.empty()) {
+    TANDEM_ASSIGN_OR_RETURN(so.executor.mem_limit, parse_size(o.mem_limit, "--mem-limit"));
+  }
+  so.executor.trace = o.trace;
   TANDEM_ASSIGN_OR_RETURN(auto session, Session::open(so));
   const ModelShape& sh = session->model().shape();
   std::fprintf(stderr,
                "%s: model %s (%s: n_layer %u, n_embd %u, n_expert %u/%u, n_vocab %u%s)\n"
-               "%s: device cpu (plain ops), threads %d, ctx %u, ubatch %u, KV cache %s %.1f MiB, seed %u\n",
+               "%s: placement %s, threads %d, ctx %u, ubatch %u, KV cache %s, seed %u\n",
                command, so.model_path.string().c_str(), session->model().name().c_str(), sh.n_layer, sh.n_embd,
                sh.n_expert_used, sh.n_expert, sh.n_vocab, sh.swa ? ", swa" : "", command,
-               session->forward().n_threads(), session->kv().n_ctx(), so.n_ubatch,
-               std::string(dtype_name(so.cache_type)).c_str(),
-               static_cast<double>(session->kv().size_bytes()) / (1024.0 * 1024.0), session->sampler().seed());
+               std::string(session->executor().placement()).c_str(), session->options().n_threads,
+               session->executor().n_ctx(), so.n_ubatch, std::string(dtype_name(so.cache_type)).c_str(),
+               session->sampler().seed());
+  for (const DeviceMemoryLine& line : session->executor().memory_lines()) {
+    std::fprintf(stderr, "%s: %s: %s\n", command, line.device.c_str(), line.detail.c_str());
+  }
   return session;
 }
 

@@ -28,10 +28,10 @@ int run_perplexity(const CLI::App& sub, PerplexityCmdOptions& o) {
   const Tokenizer& tok = s.tokenizer();
   const std::vector<int32_t> tokens = s.tokenize(*text, /*add_special=*/true, /*parse_special=*/false);
   PerplexityOptions po;
-  po.n_ctx = s.kv().n_ctx();
+  po.n_ctx = s.executor().n_ctx();
   if (tok.add_bos()) po.bos = tok.bos();
   std::fprintf(stderr, "perplexity: %zu tokens, %zu chunks of %u\n", tokens.size(), tokens.size() / po.n_ctx, po.n_ctx);
-  auto r = perplexity(s.forward(), s.kv(), tokens, po, [](uint32_t chunk, double ppl) {
+  auto r = perplexity(s.executor(), tokens, po, [](uint32_t chunk, double ppl) {
     std::printf("[%u]%.4f,", chunk + 1, ppl);
     std::fflush(stdout);
   });

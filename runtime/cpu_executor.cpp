@@ -1,0 +1,54 @@
+#include "runtime/cpu_executor.h"
+
+#include <fmt/format.h>
+
+namespace tandem {
+
+Result<std::unique_ptr<CpuExecutor>> CpuExecutor::create(const Model& model, const CpuExecutorOptions& options,
+                                                         std::unique_ptr<ForwardOps> ops) {
+  KvCacheOptions kv_opts;
+  kv_opts.n_ctx = options.n_ctx;
+  kv_opts.n_ubatch = options.n_ubatch;
+  kv_opts.type = options.cache_type;
+  TANDEM_ASSIGN_OR_RETURN(KvCache kv, KvCache::create(model.shape(), kv_opts));
+  std::unique_ptr<CpuExecutor> ex(new CpuExecutor(model, std::move(kv)));
+  ForwardOptions fwd;
+  fwd.n_ubatch = options.n_ubatch;
+  fwd.n_threads = options.n_threads;
+  TANDEM_ASSIGN_OR_RETURN(ex->forward_, Forward::create(model.shape(), model.weights(), fwd, std::move(ops)));
+  ex->ops_ = &ex->forward_->ops();
+  return ex;
+}
+
+Status CpuExecutor::eval(std::span<const int32_t> tokens, LogitsRows rows, std::vector<float>& logits) {
+  TANDEM_RETURN_IF_ERROR(forward_->eval(kv_, tokens, rows, logits));
+  tokens_ += tokens.size();
+  ++evals_;
+  return Status::success();
+}
+
+std::vector<DeviceMemoryLine> CpuExecutor::memory_lines() const {
+  constexpr double mib = 1024.0 * 1024.0;
+  return {{"CPU", fmt::format("weights {:.1f} MiB read in place from the mapped file (page cache, counted once), "
+                              "KV cache {:.1f} MiB ({}), ops {}",
+                              static_cast<double>(model_.file().file_size()) / mib,
+                              static_cast<double>(kv_.size_bytes()) / mib, dtype_name(kv_.type()), ops_->name())}};
+}
+
+ExecutorCounters CpuExecutor::counters() const {
+  ExecutorCounters c;
+  c.tokens = tokens_;
+  c.evals = evals_;
+  const ForwardOpsCounters o = ops_->counters();
+  c.weight_bytes = o.weight_bytes;
+  c.expert_bytes = o.expert_bytes;
+  return c;
+}
+
+void CpuExecutor::reset_counters() {
+  tokens_ = 0;
+  evals_ = 0;
+  ops_->reset_counters();
+}
+
+}  // namespace tandem

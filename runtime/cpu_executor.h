@@ -1,0 +1,53 @@
+// CpuExecutor: the CPU placement (`--placement cpu`) — Forward (forward.h) over a host
+// KvCache (kv_cache.h), every weight read in place from the model mapping.
+// Ops: `ops` (forward_ops.h); nullptr = the fast SIMD ops where they are built, else the
+// plain ones. Counters: weight and expert bytes as the ops count them (ForwardOpsCounters).
+#pragma once
+
+#include <memory>
+
+#include "core/dtype.h"
+#include "runtime/executor.h"
+#include "runtime/forward_ops.h"
+#include "runtime/kv_cache.h"
+#include "runtime/model.h"
+
+namespace tandem {
+
+struct CpuExecutorOptions {
+  uint32_t n_ctx = 4096;  // resolved (> 0)
+  uint32_t n_ubatch = 512;
+  int n_threads = 0;      // 0 = every hardware thread
+  DType cache_type = DType::f16;
+};
+
+class CpuExecutor final : public Executor {
+ public:
+  // `model` must outlive the executor. Errors: KvCache::create's and Forward::create's.
+  static Result<std::unique_ptr<CpuExecutor>> create(const Model& model, const CpuExecutorOptions& options,
+                                                     std::unique_ptr<ForwardOps> ops);
+
+  std::string_view placement() const override { return "cpu"; }
+  uint32_t n_ctx() const override { return kv_.n_ctx(); }
+  uint32_t n_past() const override { return kv_.n_past(); }
+  void clear() override { kv_.clear(); }
+  Status truncate(uint32_t n) override { return kv_.truncate(n); }
+  Status eval(std::span<const int32_t> tokens, LogitsRows rows, std::vector<float>& logits) override;
+  void set_observer(ForwardObserver* observer) override { forward_->set_observer(observer); }
+  std::vector<DeviceMemoryLine> memory_lines() const override;
+  ExecutorCounters counters() const override;
+  void reset_counters() override;
+
+  Forward& forward() { return *forward_; }
+  KvCache& kv() { return kv_; }
+
+ private:
+  CpuExecutor(const Model& model, KvCache kv) : model_(model), kv_(std::move(kv)) {}
+  const Model& model_;
+  KvCache kv_;
+  std::unique_ptr<Forward> forward_;
+  ForwardOps* ops_ = nullptr;  // owned by forward_
+  uint64_t tokens_ = 0, evals_ = 0;
+};
+
+}  // namespace tandem

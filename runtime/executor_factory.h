@@ -1,0 +1,39 @@
+// make_executor: the one place that turns the user's placement choice (`--placement`,
+// `--device`, `--plan`, `--mem-limit`) into an Executor (executor.h) for a loaded Model.
+//   cpu    : CpuExecutor (cpu_executor.h); with mem_limit or a plan, experts the memory
+//            cannot hold are streamed from the file instead.
+//   gpu    : every layer, the KV cache and the output head on one Vulkan device.
+//   hybrid : a placement plan (planner/plan.h) split between the GPU and the CPU.
+// Errors: invalid_argument for an unknown placement or cpu_ops name; the executors' own
+// (no Vulkan device, out of memory, a plan made for another model).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include "core/dtype.h"
+#include "core/status.h"
+#include "runtime/executor.h"
+#include "runtime/model.h"
+
+namespace tandem {
+
+struct ExecutorOptions {
+  std::string placement = "cpu";  // --placement: cpu | gpu | hybrid
+  std::string device;             // --device: "" = best discrete, else integrated; "cpu" = software; N
+  std::string cpu_ops = "fast";   // fast (SIMD kernel table) | plain (portable reference-style C++)
+  uint32_t n_ctx = 4096;          // resolved (> 0)
+  uint32_t n_ubatch = 512;
+  int n_threads = 0;
+  DType cache_type = DType::f16;
+  std::filesystem::path plan;     // --plan
+  uint64_t mem_limit = 0;         // --mem-limit, bytes; 0 = none
+  std::filesystem::path trace;    // --trace (Chrome trace JSON)
+};
+
+// `model` must outlive the executor.
+Result<std::unique_ptr<Executor>> make_executor(const Model& model, const ExecutorOptions& options);
+
+}  // namespace tandem
