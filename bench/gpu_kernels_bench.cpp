@@ -1,6 +1,8 @@
 // GPU kernel throughput on the chosen Vulkan device: mul_mat_vec GB/s per weight dtype
-// (weight bytes read per second, both reduction variants), and staging upload bandwidth,
-// each beside a host memcpy bandwidth measured in the same run for scale.
+// (weight bytes read per second, both reduction variants), staging upload bandwidth, and the
+// attention / routing / expert kernels at SmallThinker-4B shapes (flash_attn decode and prompt,
+// set_rows, get_rows, top_k, mul_mat_id, moe_sum: microseconds per call and the GB/s of the
+// bytes each call must read), each beside a host memcpy bandwidth measured in the same run.
 //
 //   gpu_kernels_bench [--device auto|cpu|N] [--rows R] [--cols K] [--reps N]
 //
@@ -9,7 +11,9 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <optional>
 #include <chrono>
+#include <functional>
 #include <cstring>
 #include <random>
 #include <string>
@@ -19,7 +23,13 @@
 #include "gpu/command_recorder.h"
 #include "gpu/device.h"
 #include "gpu/instance.h"
+#include "gpu/ops/flash_attn.h"
+#include "gpu/ops/get_rows.h"
+#include "gpu/ops/moe_sum.h"
+#include "gpu/ops/mul_mat_id.h"
 #include "gpu/ops/mul_mat_vec.h"
+#include "gpu/ops/set_rows.h"
+#include "gpu/ops/top_k.h"
 #include "gpu/staging_ring.h"
 
 using namespace tandem;
@@ -126,6 +136,116 @@ int main(int argc, char** argv) {
       fmt::print("{:<34} {:>9.2f} GB/s [{:.2f}, {:.2f}]  {:.3f} ms  ({:.1f} MiB weights)\n", *name,
                  bytes / st.median / 1e9, bytes / st.max / 1e9, bytes / st.min / 1e9, st.median * 1e3,
                  bytes / 1048576.0);
+    }
+  }
+
+  // Attention, routing and expert kernels at SmallThinker-4B shapes (spec §1.1): head_dim 128,
+  // 12 query heads over 2 kv heads, n_embd 1536, 32 experts of n_ff_exp 768, 4 used.
+  {
+    auto buffer = [&](uint64_t bytes, const char* name) {
+      auto buf = gpu::Buffer::create(d, bytes, gpu::MemoryIntent::shared, name);
+      if (buf.ok() && buf->host_data() != nullptr) std::memset(buf->host_data(), 0, bytes);
+      return buf;
+    };
+    // Times one recorded op (timestamps where the device has them, else wall time).
+    auto time_op = [&](const std::function<Status()>& record) -> std::optional<Stats> {
+      std::vector<double> times;
+      for (int r = -1; r < reps; ++r) {
+        if (!(*rec)->begin().ok()) return std::nullopt;
+        (*rec)->timestamp("begin");
+        const Status s = record();
+        if (!s.ok()) {
+          fmt::print("error: {}\n", s.message());
+          return std::nullopt;
+        }
+        (*rec)->timestamp("end");
+        const auto t0 = Clock::now();
+        if (!(*rec)->submit_and_wait().ok()) return std::nullopt;
+        const double wall = seconds_since(t0);
+        auto ts = (*rec)->timestamps();
+        if (r >= 0) times.push_back(ts.ok() && ts->size() == 2 && ts->at(1).ms > 0 ? ts->at(1).ms * 1e-3 : wall);
+      }
+      return stats(times);
+    };
+    auto report = [&](const std::string& name, const std::optional<Stats>& st, double bytes) {
+      if (!st) return;
+      fmt::print("{:<34} {:>9.2f} GB/s [{:.2f}, {:.2f}]  {:.1f} us/call\n", name, bytes / st->median / 1e9,
+                 bytes / st->max / 1e9, bytes / st->min / 1e9, st->median * 1e6);
+    };
+    const int64_t hd = 128, n_head = 12, n_head_kv = 2, n_embd = 1536, n_ff = 768, n_expert = 32, k = 4;
+    const int64_t n_ctx = 4096;
+    const uint64_t kv_bytes = static_cast<uint64_t>(hd * n_head_kv * n_ctx) * 2;  // f16
+    auto kc = buffer(kv_bytes, "cache_k"), vc = buffer(kv_bytes, "cache_v");
+    auto q = buffer(static_cast<uint64_t>(hd * n_head * 64) * 4, "q");
+    auto out = buffer(static_cast<uint64_t>(hd * n_head * 64) * 4, "dst");
+    auto pos = buffer(64 * 4, "pos");
+    auto scratch = buffer(std::max<uint64_t>(4, gpu::ops::flash_attn_scratch_bytes(hd, n_head, n_ctx, 1)), "scratch");
+    if (kc.ok() && vc.ok() && q.ok() && out.ok() && pos.ok() && scratch.ok() && pos->host_data() != nullptr) {
+      for (int64_t m : {int64_t{1}, int64_t{64}}) {
+        // m = 1: the last position (the whole cache is read); m = 64: a 64-token prompt chunk
+        // ending at position 511 (each row reads its own prefix: 64 * 480 positions on average).
+        std::vector<int32_t> p(static_cast<size_t>(m));
+        for (int64_t i = 0; i < m; ++i) p[i] = static_cast<int32_t>(m == 1 ? n_ctx - 1 : 448 + i);
+        std::memcpy(pos->host_data(), p.data(), p.size() * 4);
+        double positions = 0;
+        for (int32_t v : p) positions += v + 1;
+        const auto st = time_op([&] {
+          return gpu::ops::flash_attn(**rec, q->slice(), kc->slice(), vc->slice(), DType::f16, pos->slice(), hd,
+                                      n_head, n_head_kv, n_ctx, m, 0, 0.088f, scratch->slice(), out->slice());
+        });
+        // K and V bytes the rows must read (per kv head; GQA heads share them in caches).
+        report(fmt::format("flash_attn_f16 m={} ({} pos)", m, m == 1 ? n_ctx : 512), st,
+               positions * static_cast<double>(hd * n_head_kv) * 2 * 2);
+      }
+      std::memcpy(pos->host_data(), std::vector<int32_t>{static_cast<int32_t>(n_ctx - 1)}.data(), 4);
+      report("set_rows_f16 (k_cur, 1 token)", time_op([&] {
+               return gpu::ops::set_rows(**rec, q->slice(), hd * n_head_kv, 1, pos->slice(), DType::f16, kc->slice(),
+                                         n_ctx);
+             }),
+             static_cast<double>(hd * n_head_kv) * 6);
+    }
+    const uint64_t emb_bytes = dtype_row_size(DType::q8_0, n_embd) * 151936;
+    auto emb = buffer(emb_bytes, "token_embd.weight");
+    auto ids = buffer(64 * k * 4, "ids");
+    auto x = buffer(static_cast<uint64_t>(n_embd * k * 64) * 4, "x");
+    if (emb.ok() && ids.ok() && x.ok()) {
+      report("get_rows_q8_0 (64 tokens)", time_op([&] {
+               return gpu::ops::get_rows(**rec, DType::q8_0, emb->slice(), n_embd, 151936, ids->slice(), 64,
+                                         x->slice());
+             }),
+             static_cast<double>(dtype_row_size(DType::q8_0, n_embd) + n_embd * 4) * 64);
+    }
+    auto logits = buffer(static_cast<uint64_t>(n_expert * 64) * 4, "router_logits");
+    auto wts = buffer(64 * k * 4, "weights");
+    if (logits.ok() && ids.ok() && wts.ok()) {
+      for (int64_t m : {int64_t{1}, int64_t{64}}) {
+        report(fmt::format("top_k sigmoid {}x{} k={}", n_expert, m, k), time_op([&] {
+                 return gpu::ops::top_k(**rec, ExpertGating::sigmoid, logits->slice(), n_expert, m, k, ids->slice(),
+                                        wts->slice());
+               }),
+               static_cast<double>(n_expert * m) * 4);
+      }
+    }
+    const uint64_t exp_bytes = dtype_row_size(DType::q4_0, n_embd) * static_cast<uint64_t>(n_ff * n_expert);
+    auto gate = buffer(exp_bytes, "ffn_gate_exps");
+    auto h = buffer(static_cast<uint64_t>(n_ff * k * 16) * 4, "gate_out");
+    if (gate.ok() && ids.ok() && x.ok() && h.ok() && ids->host_data() != nullptr) {
+      std::vector<int32_t> e(static_cast<size_t>(k * 16));
+      for (size_t i = 0; i < e.size(); ++i) e[i] = static_cast<int32_t>((i * 7) % n_expert);
+      std::memcpy(ids->host_data(), e.data(), e.size() * 4);
+      // Each of the k * m slots reads its expert's whole matrix (no sharing across tokens yet).
+      report("mul_mat_id_q4_0 1536x768 k=4 m=16", time_op([&] {
+               return gpu::ops::mul_mat_id(**rec, DType::q4_0, gate->slice(), n_embd, n_ff, n_expert, ids->slice(), k,
+                                           16, x->slice(), 1, h->slice());
+             }),
+             static_cast<double>(exp_bytes / n_expert) * k * 16);
+    }
+    auto eo = buffer(static_cast<uint64_t>(n_embd * k * 64) * 4, "expert_out");
+    if (eo.ok() && wts.ok() && out.ok()) {
+      report("moe_sum 1536 k=4 m=64", time_op([&] {
+               return gpu::ops::moe_sum(**rec, eo->slice(), wts->slice(), n_embd, k, 64, out->slice());
+             }),
+             static_cast<double>(n_embd * k * 64 + n_embd * 64) * 4);
     }
   }
 

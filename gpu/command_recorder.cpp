@@ -46,7 +46,18 @@ CommandRecorder::~CommandRecorder() {
 }
 
 Status CommandRecorder::begin() {
+  reusable_ = false;
+  return begin_with(VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT);
+}
+
+Status CommandRecorder::begin_reusable() {
+  reusable_ = true;
+  return begin_with(0);
+}
+
+Status CommandRecorder::begin_with(VkCommandBufferUsageFlags flags) {
   if (recording_) return make_error(ErrorCode::internal, "CommandRecorder::begin while recording");
+  replayable_ = false;
   TANDEM_RETURN_IF_ERROR(wait());
   const VkDevice dev = device_.handle();
   for (auto p : descriptor_pools_) {
@@ -56,7 +67,7 @@ Status CommandRecorder::begin() {
   TANDEM_RETURN_IF_ERROR(vk_check(vkResetCommandBuffer(cmd_, 0), "vkResetCommandBuffer"));
   VkCommandBufferBeginInfo bi{};
   bi.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO;
-  bi.flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT;
+  bi.flags = flags;
   TANDEM_RETURN_IF_ERROR(vk_check(vkBeginCommandBuffer(cmd_, &bi), "vkBeginCommandBuffer"));
   if (queries_ != VK_NULL_HANDLE) vkCmdResetQueryPool(cmd_, queries_, 0, k_max_queries);
   query_labels_.clear();
@@ -223,7 +234,27 @@ Result<uint64_t> CommandRecorder::submit(std::span<const TimelineWait> waits) {
   vkCmdPipelineBarrier(cmd_, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT,
                        VK_PIPELINE_STAGE_HOST_BIT, 0, 1, &mb, 0, nullptr, 0, nullptr);
   TANDEM_RETURN_IF_ERROR(vk_check(vkEndCommandBuffer(cmd_), "vkEndCommandBuffer"));
+  TANDEM_ASSIGN_OR_RETURN(uint64_t signal, queue_submit(waits));
+  replayable_ = reusable_;
+  return signal;
+}
 
+Result<uint64_t> CommandRecorder::resubmit(std::span<const TimelineWait> waits) {
+  if (recording_ || !replayable_) {
+    return make_error(ErrorCode::internal, "CommandRecorder::resubmit without a finished reusable recording");
+  }
+  // A command buffer without SIMULTANEOUS_USE must not be pending when submitted again.
+  TANDEM_RETURN_IF_ERROR(wait());
+  return queue_submit(waits);
+}
+
+Status CommandRecorder::resubmit_and_wait(std::span<const TimelineWait> waits) {
+  TANDEM_ASSIGN_OR_RETURN(uint64_t v, resubmit(waits));
+  (void)v;
+  return wait();
+}
+
+Result<uint64_t> CommandRecorder::queue_submit(std::span<const TimelineWait> waits) {
   std::vector<VkSemaphore> wait_sems;
   std::vector<uint64_t> wait_values;
   std::vector<VkPipelineStageFlags> wait_stages;

@@ -62,6 +62,18 @@ class CommandRecorder {
 
   // Waits for the previous submission, then starts a new recording.
   Status begin();
+  // As begin(), but the recording may be submitted again with resubmit() (record once,
+  // replay: a decode step whose dispatches read their per-token values, such as the token id
+  // and position, from buffers the host rewrites between submissions). The descriptor sets
+  // and the command buffer stay valid until the next begin*().
+  Status begin_reusable();
+  // Submits the last recording (made with begin_reusable() and submitted once) again, after
+  // waiting for its previous submission; returns the timeline value it signals.
+  // Errors: internal when there is no such recording (or one is in progress).
+  Result<uint64_t> resubmit(std::span<const TimelineWait> waits = {});
+  Status resubmit_and_wait(std::span<const TimelineWait> waits = {});
+  // True while a finished reusable recording can be resubmitted.
+  bool replayable() const { return replayable_; }
   // The descriptor info and byte shift a slice gets (see the header comment).
   Result<BoundSlice> bind(const BufferSlice& slice) const;
   // Records one dispatch. `uses` are the pipeline's bindings in order; `push` its push
@@ -90,6 +102,8 @@ class CommandRecorder {
   CommandRecorder(const Device& device, PipelineCache& pipelines) : device_(device), pipelines_(pipelines) {}
   Result<VkDescriptorSet> allocate_set(VkDescriptorSetLayout layout);
   void barrier_for(VkBuffer buffer, bool write, VkPipelineStageFlags stage, VkAccessFlags access);
+  Status begin_with(VkCommandBufferUsageFlags flags);
+  Result<uint64_t> queue_submit(std::span<const TimelineWait> waits);
 
   struct LastUse {
     VkPipelineStageFlags stage = 0;
@@ -108,6 +122,8 @@ class CommandRecorder {
   TimelineSemaphore timeline_;
   uint64_t submitted_ = 0;
   bool recording_ = false;
+  bool reusable_ = false;    // the current / last recording was begun with begin_reusable()
+  bool replayable_ = false;  // ... and has been ended and submitted
   std::map<VkBuffer, LastUse> last_use_;
   uint32_t dispatches_ = 0;
   uint32_t barriers_ = 0;

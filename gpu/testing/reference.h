@@ -2,6 +2,7 @@
 // ggml dequantization (spec §3.6) and each op in f64 accumulation, plus random inputs.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -95,6 +96,103 @@ inline std::vector<float> ref_mul_mat(DType t, const uint8_t* w, size_t row_stri
       double s = 0;
       for (int64_t k = 0; k < K; ++k) s += wrow[k] * x[static_cast<size_t>(j * K + k)];
       out[static_cast<size_t>(j * M + i)] = static_cast<float>(s);
+    }
+  }
+  return out;
+}
+
+// flash_attn reference (ggml_flash_attn_ext with SmallThinker's mask, spec §2.4), f64 sums.
+// q [head_dim, n_head, m]; k, v [head_dim, n_head_kv, n_ctx] as f32 values (f16 caches already
+// converted); row i attends to j <= pos[i] with (n_swa == 0 || j > pos[i] - n_swa); GQA kv head
+// h / (n_head / n_head_kv). dst [head_dim, n_head, m].
+inline std::vector<float> ref_flash_attn(const std::vector<float>& q, const std::vector<float>& k,
+                                         const std::vector<float>& v, const std::vector<int32_t>& pos,
+                                         int64_t head_dim, int64_t n_head, int64_t n_head_kv, uint32_t n_swa,
+                                         float scale) {
+  const int64_t m = static_cast<int64_t>(pos.size());
+  std::vector<float> out(static_cast<size_t>(head_dim * n_head * m));
+  std::vector<double> s, o(static_cast<size_t>(head_dim));
+  for (int64_t i = 0; i < m; ++i) {
+    const int64_t lo = n_swa == 0 ? 0 : std::max<int64_t>(0, pos[i] - static_cast<int64_t>(n_swa) + 1);
+    for (int64_t h = 0; h < n_head; ++h) {
+      const int64_t hkv = h / (n_head / n_head_kv);
+      const float* qr = q.data() + (i * n_head + h) * head_dim;
+      s.assign(static_cast<size_t>(pos[i] + 1 - lo), 0.0);
+      double mx = -INFINITY;
+      for (int64_t j = lo; j <= pos[i]; ++j) {
+        const float* kr = k.data() + (j * n_head_kv + hkv) * head_dim;
+        double d = 0;
+        for (int64_t c = 0; c < head_dim; ++c) d += static_cast<double>(qr[c]) * kr[c];
+        s[j - lo] = d * scale;
+        mx = std::max(mx, s[j - lo]);
+      }
+      double l = 0;
+      std::fill(o.begin(), o.end(), 0.0);
+      for (int64_t j = lo; j <= pos[i]; ++j) {
+        const double p = std::exp(s[j - lo] - mx);
+        l += p;
+        const float* vr = v.data() + (j * n_head_kv + hkv) * head_dim;
+        for (int64_t c = 0; c < head_dim; ++c) o[c] += p * vr[c];
+      }
+      for (int64_t c = 0; c < head_dim; ++c) out[(i * n_head + h) * head_dim + c] = static_cast<float>(o[c] / l);
+    }
+  }
+  return out;
+}
+
+// Router reference (cpu/reference/ops.h route(), spec §1.3): gating 1 = softmax, 2 = sigmoid,
+// probabilities computed in f64 and rounded to f32; top k best first, ties to the lower index;
+// weights = p / max(sum p, 6.103515625e-5). logits [n_expert, m]; ids, weights [k, m].
+struct RefRouting {
+  std::vector<float> probs;  // [n_expert, m]
+  std::vector<int32_t> ids;
+  std::vector<float> weights;
+};
+inline RefRouting ref_top_k(uint32_t gating, const std::vector<float>& logits, int64_t n_expert, int64_t k) {
+  const int64_t m = static_cast<int64_t>(logits.size()) / n_expert;
+  RefRouting r;
+  r.probs.resize(logits.size());
+  for (int64_t row = 0; row < m; ++row) {
+    const float* l = logits.data() + row * n_expert;
+    float* p = r.probs.data() + row * n_expert;
+    if (gating == 1) {
+      double mx = -INFINITY, sum = 0;
+      for (int64_t e = 0; e < n_expert; ++e) mx = std::max(mx, static_cast<double>(l[e]));
+      for (int64_t e = 0; e < n_expert; ++e) sum += std::exp(l[e] - mx);
+      for (int64_t e = 0; e < n_expert; ++e) p[e] = static_cast<float>(std::exp(l[e] - mx) / sum);
+    } else {
+      for (int64_t e = 0; e < n_expert; ++e) p[e] = static_cast<float>(1.0 / (1.0 + std::exp(-static_cast<double>(l[e]))));
+    }
+    std::vector<int32_t> order(static_cast<size_t>(n_expert));
+    for (int64_t e = 0; e < n_expert; ++e) order[e] = static_cast<int32_t>(e);
+    std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return p[a] > p[b]; });
+    double sum = 0;
+    for (int64_t s = 0; s < k; ++s) sum += p[order[s]];
+    for (int64_t s = 0; s < k; ++s) {
+      r.ids.push_back(order[s]);
+      r.weights.push_back(static_cast<float>(p[order[s]] / std::max(sum, 6.103515625e-5)));
+    }
+  }
+  return r;
+}
+
+// ggml_mul_mat_id reference: weights [ncols, nrows, n_expert] of t (contiguous), ids [n_used, m],
+// b [ncols, n_b1, m]; dst [nrows, n_used, m], f64 sums.
+inline std::vector<float> ref_mul_mat_id(DType t, const std::vector<uint8_t>& w, int64_t ncols, int64_t nrows,
+                                         const std::vector<int32_t>& ids, int64_t n_used, const std::vector<float>& b,
+                                         int64_t n_b1) {
+  const int64_t m = static_cast<int64_t>(ids.size()) / n_used;
+  const size_t row = dtype_row_size(t, ncols);
+  std::vector<float> out(static_cast<size_t>(nrows * n_used * m));
+  for (int64_t tok = 0; tok < m; ++tok) {
+    for (int64_t s = 0; s < n_used; ++s) {
+      const uint8_t* mat = w.data() + row * static_cast<size_t>(nrows) * static_cast<size_t>(ids[tok * n_used + s]);
+      const float* x = b.data() + (tok * n_b1 + s % n_b1) * ncols;
+      for (int64_t i = 0; i < nrows; ++i) {
+        double acc = 0;
+        for (int64_t c = 0; c < ncols; ++c) acc += dequant(t, mat + row * static_cast<size_t>(i), c) * x[c];
+        out[static_cast<size_t>((tok * n_used + s) * nrows + i)] = static_cast<float>(acc);
+      }
     }
   }
   return out;
