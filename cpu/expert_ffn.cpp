@@ -33,7 +33,8 @@ Status check_matrix(const TensorView& t, const char* role, int64_t ne0, int64_t 
 }  // namespace
 
 Status expert_ffn(const KernelTable& kt, const ExpertFfnWeights& w, FfnMode mode, const ExpertFfnBatch& b,
-                  ExpertFfnWorkspace& ws, const ChunkRunner& runner, ExpertFfnStats* stats) {
+                  ExpertFfnWorkspace& ws, const ChunkRunner& runner, ExpertFfnStats* stats,
+                  uint32_t* gate_neuron_active) {
   const int64_t n_embd = w.gate.ne[0];
   const int64_t n_ff = w.gate.ne[1];
   const bool transposed = w.down_layout == DownLayout::transposed;
@@ -91,6 +92,13 @@ Status expert_ffn(const KernelTable& kt, const ExpertFfnWeights& w, FfnMode mode
     int32_t* idx = ws.idx.data() + j0;  // this chunk's active list lives in its own slice
     int64_t n_idx = 0;
     gemm_gu(n_embd, j1 - j0, gate + j0 * w.gate.nb[1], w.gate.nb[1], ws.xq.data(), xrb, T, g + j0, n_ff);
+    if (gate_neuron_active != nullptr) {  // this chunk's neurons only: no two chunks share an element
+      for (int64_t j = j0; j < j1; ++j) {
+        uint32_t n_on = 0;
+        for (int64_t t = 0; t < T; ++t) n_on += g[t * n_ff + j] > 0.0f ? 1u : 0u;
+        gate_neuron_active[j] += n_on;
+      }
+    }
     for (int64_t j = j0; j < j1; ++j) {
       bool on = !sparse;
       for (int64_t t = 0; t < T && !on; ++t) on = g[t * n_ff + j] > 0.0f;
@@ -100,6 +108,19 @@ Status expert_ffn(const KernelTable& kt, const ExpertFfnWeights& w, FfnMode mode
       } else {
         for (int64_t t = 0; t < T; ++t) a[t * n_ff + j] = 0.0f;
       }
+    }
+    // The active rows are scattered, which the hardware prefetchers do not follow: ask for all
+    // of this chunk's up (and transposed down) rows now, into L2 (tens of KiB), so their DRAM
+    // latencies overlap each other instead of adding up row by row in the kernels below.
+    const size_t up_bytes = w.up.row_size();
+    const size_t down_bytes = transposed ? w.down.row_size() : 0;
+    for (int64_t i = 0; i < n_idx; ++i) {
+      const uint8_t* ur = up + static_cast<size_t>(idx[i]) * w.up.nb[1];
+      for (size_t off = 0; off < up_bytes; off += 64) __builtin_prefetch(ur + off, 0, 2);
+    }
+    for (int64_t i = 0; i < n_idx; ++i) {
+      const uint8_t* dr = down + static_cast<size_t>(idx[i]) * (transposed ? w.down.nb[1] : 0);
+      for (size_t off = 0; off < down_bytes; off += 64) __builtin_prefetch(dr + off, 0, 2);
     }
     gemm_rows_gu(n_embd, n_idx, idx, up, w.up.nb[1], ws.xq.data(), xrb, T, u, n_ff);
     for (int64_t t = 0; t < T; ++t) {

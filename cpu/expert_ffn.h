@@ -79,8 +79,10 @@ inline constexpr int64_t k_ffn_chunk = 64;
 // Output rows per chunk of the standard-layout down projection.
 inline constexpr int64_t k_ffn_down_chunk = 128;
 
+// gate_neuron_active (optional, n_ff): element j += the number of tokens t of the batch with
+// g[t][j] > 0 (the per-neuron ReLU activity a profiler records; same count in both modes).
 Status expert_ffn(const KernelTable& kt, const ExpertFfnWeights& w, FfnMode mode,
                   const ExpertFfnBatch& batch, ExpertFfnWorkspace& ws, const ChunkRunner& runner,
-                  ExpertFfnStats* stats = nullptr);
+                  ExpertFfnStats* stats = nullptr, uint32_t* gate_neuron_active = nullptr);
 
 }  // namespace tandem::cpu

@@ -3,7 +3,6 @@
 // rope angles).
 #pragma once
 
-#include <cmath>
 #include <cstdint>
 
 #include "cpu/kernel_table.h"
@@ -20,15 +19,9 @@ void fill_neon(KernelTable& t);
 
 // rope_neox angles as ggml_rope_cache_init computes them (theta *= theta_scale per pair,
 // cosf/sinf in f32): c[i] = cos(theta_i), s[i] = sin(theta_i), i < n_rot/2.
-inline void rope_neox_cache(int64_t n_rot, int64_t pos, float freq_base, float* c, float* s) {
-  const float theta_scale = std::pow(freq_base, -2.0f / static_cast<float>(n_rot));
-  float theta = static_cast<float>(pos);
-  for (int64_t i = 0; i < n_rot / 2; ++i) {
-    c[i] = std::cos(theta);
-    s[i] = std::sin(theta);
-    theta *= theta_scale;
-  }
-}
+// Defined in kernels_scalar.cpp (base flags): an inline definition here would be compiled
+// with AVX-512 flags in one file and could be the copy the linker keeps for all callers.
+void rope_neox_cache(int64_t n_rot, int64_t pos, float freq_base, float* c, float* s);
 
 // Largest n_rot the kernels rotate with a stack cache (head dims are 128 in SmallThinker).
 inline constexpr int64_t k_max_rot = 1024;

@@ -207,6 +207,16 @@ void rope_neox(float* x, int64_t n_head, int64_t head_dim, int64_t n_rot, int64_
 
 }  // namespace
 
+void rope_neox_cache(int64_t n_rot, int64_t pos, float freq_base, float* c, float* s) {
+  const float theta_scale = std::pow(freq_base, -2.0f / static_cast<float>(n_rot));
+  float theta = static_cast<float>(pos);
+  for (int64_t i = 0; i < n_rot / 2; ++i) {
+    c[i] = std::cos(theta);
+    s[i] = std::sin(theta);
+    theta *= theta_scale;
+  }
+}
+
 void fill_scalar(KernelTable& t) {
   t.isa = Isa::scalar;
   t.quantize_row_q8_0 = quantize_row_q8_0;

@@ -2,6 +2,8 @@
 // f32->f16 rounds to nearest even (as F16C's VCVTPS2PH with imm 0 and ggml's fallback do),
 // overflow -> inf, NaN stays NaN; f32->bf16 rounds to nearest even and keeps NaN quiet
 // (ggml_compute_fp32_to_bf16, ggml/src/ggml-impl.h).
+// `static`: files compiled with ISA flags (-mavx512f, …) include this too; internal linkage
+// keeps the linker from picking their copy for callers on hosts without that ISA.
 #pragma once
 
 #include <cstdint>
@@ -9,18 +11,18 @@
 
 namespace tandem {
 
-inline float bits_to_f32(uint32_t b) {
+static inline float bits_to_f32(uint32_t b) {
   float f;
   std::memcpy(&f, &b, 4);
   return f;
 }
-inline uint32_t f32_to_bits(float f) {
+static inline uint32_t f32_to_bits(float f) {
   uint32_t b;
   std::memcpy(&b, &f, 4);
   return b;
 }
 
-inline float fp16_to_fp32(uint16_t h) {
+static inline float fp16_to_fp32(uint16_t h) {
   const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
   const uint32_t exp = (h >> 10) & 0x1fu;
   uint32_t mant = h & 0x3ffu;
@@ -39,7 +41,7 @@ inline float fp16_to_fp32(uint16_t h) {
   return bits_to_f32(sign | ((exp + 127 - 15) << 23) | (mant << 13));
 }
 
-inline uint16_t fp32_to_fp16(float f) {
+static inline uint16_t fp32_to_fp16(float f) {
   const uint32_t x = f32_to_bits(f);
   const uint32_t sign = (x >> 16) & 0x8000u;
   const uint32_t abs = x & 0x7fffffffu;
@@ -65,9 +67,9 @@ inline uint16_t fp32_to_fp16(float f) {
   return static_cast<uint16_t>(sign | r);
 }
 
-inline float bf16_to_fp32(uint16_t h) { return bits_to_f32(static_cast<uint32_t>(h) << 16); }
+static inline float bf16_to_fp32(uint16_t h) { return bits_to_f32(static_cast<uint32_t>(h) << 16); }
 
-inline uint16_t fp32_to_bf16(float f) {
+static inline uint16_t fp32_to_bf16(float f) {
   uint32_t x = f32_to_bits(f);
   if ((x & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((x >> 16) | 64u);  // quiet NaN
   return static_cast<uint16_t>((x + (0x7fffu + ((x >> 16) & 1u))) >> 16);

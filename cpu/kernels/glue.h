@@ -1,0 +1,444 @@
+// Internal to cpu/: the ISA-independent half of every SIMD kernel table. Row lists, token and
+// row tiling, activation preparation buffers, prefetch targets, the vec_dot/gemv/gemm/
+// gemm_rows/axpy/axpy_rows entry points and the table fill are written once here, as
+// Glue<I>, and instantiated by each ISA file (x86/kernels_avx2.cpp, x86/kernels_avx512.cpp,
+// arm/kernels_neon.cpp) with a traits struct I that holds only that ISA's intrinsics.
+//
+// Include only from an ISA file: nothing here is compiled on its own, and every instantiation
+// gets the including file's compiler flags.
+//
+// Traits contract (all static; `K` a WKind or FKind, NR rows x NT tokens, NT <= 4):
+//   Prep                               aligned per-activation-row unit, any layout
+//   prep_units<K>(nb) -> int64_t       units per activation row of nb q8_0 blocks
+//   prepare<K>(x, nb, out)             nb blocks of q8_0 -> prep_units<K>(nb) units
+//   q_rows(NT) -> int (constexpr)      row tile of the quantized GEMM for NT tokens
+//   dot_q<K, NR, NT>(nb, w, pf, xp, out)
+//        out[r][t] = dot(row w[r], prepared row xp[t]); pf[r] (may be nullptr) is the row
+//        to prefetch meanwhile, at the same block offsets
+//   f_rows(NT) -> int (constexpr)      row tile of the float GEMM
+//   load_w<K>(row, i) -> V             k_lanes weights from element i as floats
+//   dequant_block<K>(row, ib, V (&w)[32 / k_lanes], float& d)   block ib's integers, scale
+//   own_axpy_rows(K) -> bool (constexpr)      true: the ISA's axpy_rows_tile<K, NR>(k, rows, v,
+//        y) serves one token (y += sum_r v[r] * dequant(rows[r]), r in order); false: the
+//        generic axpy_rows_tokens below serves every token count
+//   f16_to_f32(uint16_t) -> float      one half to float (IEEE, as core/fp16.h)
+//   quantize_row_q8_0                  (KernelTable signature)
+//   V, k_lanes; V load(p), store(p, V), set1(f), add, sub, mul, fma(a, b, c) = a * b + c,
+//   hsum(V) -> float, exp_ps(V)        float vectors for axpy_f32, rms_norm, soft_max, rope
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "core/quant_blocks.h"
+#include "cpu/kernels/isa_kernels.h"
+
+namespace tandem::cpu::detail {
+// Internal linkage throughout: each ISA file compiles its own copy with its own flags, so the
+// linker can never pick an AVX-512 copy of a helper for a caller on an AVX2-only host.
+namespace {
+
+enum class WKind { q4_0, q8_0 };
+enum class FKind { f16, bf16, f32 };
+
+template <WKind K>
+inline constexpr size_t k_block_bytes = K == WKind::q4_0 ? sizeof(block_q4_0) : sizeof(block_q8_0);
+
+// Rows and scales sit at any byte address (18- and 34-byte blocks): read through memcpy.
+inline uint16_t load_u16(const uint8_t* p) {
+  uint16_t v;
+  std::memcpy(&v, p, 2);
+  return v;
+}
+
+// Element i of a float-family weight row as f32 (for tails); I::f16_to_f32 converts halves.
+template <class I, FKind K>
+inline float w_at(const uint8_t* row, int64_t i) {
+  if constexpr (K == FKind::f16) return I::f16_to_f32(load_u16(row + 2 * i));
+  if constexpr (K == FKind::bf16) {
+    const uint32_t b = static_cast<uint32_t>(load_u16(row + 2 * i)) << 16;
+    float v;
+    std::memcpy(&v, &b, 4);
+    return v;
+  }
+  float v;
+  std::memcpy(&v, row + 4 * i, 4);
+  return v;
+}
+
+// Which rows a GEMM reads: rows 0..n-1 of (base, stride), or rows idx[0..n-1]; list entry i
+// writes column row(i) of y.
+struct RowList {
+  const uint8_t* base;
+  size_t wrb;
+  const int32_t* idx;  // nullptr: consecutive rows
+  int64_t n;           // rows in the list
+  int64_t row(int64_t i) const { return idx ? idx[i] : i; }
+  const uint8_t* ptr(int64_t i) const { return base + static_cast<size_t>(row(i)) * wrb; }
+};
+
+// Weight rows stream from DRAM once; the out-of-order window covers too few of their bytes
+// to hide DRAM latency, so a tile prefetches the rows this many list entries ahead (which
+// also covers the scattered rows of gemm_rows).
+inline constexpr int64_t k_prefetch_rows = 8;
+
+template <class I>
+struct Glue {
+  using Prep = typename I::Prep;
+
+  // Per-thread scratch: activations are small (k/32 blocks x n_tok); weights are the stream.
+  static std::vector<Prep>& prep_buffer(size_t n) {
+    thread_local std::vector<Prep> buf;
+    if (buf.size() < n) buf.resize(n);
+    return buf;
+  }
+
+  template <WKind K, int NR, int NT>
+  static void tile_q(int64_t nb, const RowList& rl, int64_t i0, const Prep* const* xp, float* y, int64_t ys) {
+    const uint8_t* w[NR];
+    const uint8_t* pf[NR];
+    for (int r = 0; r < NR; ++r) {
+      w[r] = rl.ptr(i0 + r);
+      const int64_t j = i0 + k_prefetch_rows + r;
+      pf[r] = j < rl.n ? rl.ptr(j) : nullptr;
+    }
+    float out[NR][NT];
+    I::template dot_q<K, NR, NT>(nb, w, pf, xp, out);
+    for (int r = 0; r < NR; ++r)
+      for (int t = 0; t < NT; ++t) y[t * ys + rl.row(i0 + r)] = out[r][t];
+  }
+
+  template <WKind K, int NT>
+  static void rows_q(int64_t nb, const RowList& rl, const Prep* const* xp, float* y, int64_t ys) {
+    constexpr int NR = I::q_rows(NT);
+    int64_t r = 0;
+    for (; r + NR <= rl.n; r += NR) tile_q<K, NR, NT>(nb, rl, r, xp, y, ys);
+    for (; r < rl.n; ++r) tile_q<K, 1, NT>(nb, rl, r, xp, y, ys);
+  }
+
+  template <WKind K>
+  static void gemm_list(int64_t k, const RowList& rl, const void* x, size_t xrb, int64_t n_tok, float* y,
+                        int64_t ys) {
+    const int64_t nb = k / QK8_0;
+    const int64_t nu = I::template prep_units<K>(nb);
+    std::vector<Prep>& buf = prep_buffer(static_cast<size_t>(nu * n_tok));
+    const auto* xb = static_cast<const uint8_t*>(x);
+    for (int64_t t = 0; t < n_tok; ++t) {
+      I::template prepare<K>(reinterpret_cast<const block_q8_0*>(xb + t * xrb), nb, buf.data() + t * nu);
+    }
+    const Prep* xp[4];
+    for (int64_t t = 0; t < n_tok; t += 4) {
+      const int64_t nt = std::min<int64_t>(4, n_tok - t);
+      for (int i = 0; i < nt; ++i) xp[i] = buf.data() + (t + i) * nu;
+      switch (nt) {
+        case 4: rows_q<K, 4>(nb, rl, xp, y + t * ys, ys); break;
+        case 3: rows_q<K, 3>(nb, rl, xp, y + t * ys, ys); break;
+        case 2: rows_q<K, 2>(nb, rl, xp, y + t * ys, ys); break;
+        default: rows_q<K, 1>(nb, rl, xp, y + t * ys, ys); break;
+      }
+    }
+  }
+
+  template <WKind K>
+  static void gemm_q(int64_t k, int64_t n_rows, const void* w, size_t wrb, const void* x, size_t xrb, int64_t n_tok,
+                     float* y, int64_t ys) {
+    gemm_list<K>(k, RowList{static_cast<const uint8_t*>(w), wrb, nullptr, n_rows}, x, xrb, n_tok, y, ys);
+  }
+
+  template <WKind K>
+  static void gemm_rows_q(int64_t k, int64_t n_idx, const int32_t* idx, const void* w, size_t wrb, const void* x,
+                          size_t xrb, int64_t n_tok, float* y, int64_t ys) {
+    gemm_list<K>(k, RowList{static_cast<const uint8_t*>(w), wrb, idx, n_idx}, x, xrb, n_tok, y, ys);
+  }
+
+  template <WKind K>
+  static void gemv_q(int64_t k, int64_t n_rows, const void* w, size_t wrb, const void* x, float* y) {
+    gemm_q<K>(k, n_rows, w, wrb, x, 0, 1, y, 0);
+  }
+
+  template <WKind K>
+  static float vec_dot_q(int64_t k, const void* w, const void* x) {
+    float y = 0.0f;
+    gemm_q<K>(k, 1, w, 0, x, 0, 1, &y, 0);
+    return y;
+  }
+
+  // ---- f16 / bf16 / f32 weights x f32 activations ----
+
+  template <FKind K, int NT>
+  static void rows_f(int64_t k, int64_t n_rows, const uint8_t* w, size_t wrb, const float* const* x, float* y,
+                     int64_t ys) {
+    constexpr int NR = I::f_rows(NT);
+    int64_t r = 0;
+    for (; r + NR <= n_rows; r += NR) store_f<K, NR, NT>(k, w + r * wrb, wrb, x, y + r, ys);
+    for (; r < n_rows; ++r) store_f<K, 1, NT>(k, w + r * wrb, wrb, x, y + r, ys);
+  }
+
+  template <FKind K, int NR, int NT>
+  static void dot_f(int64_t k, const uint8_t* w, size_t wrb, const float* const* x, float (&out)[NR][NT]) {
+    constexpr int64_t L = I::k_lanes;
+    typename I::V acc[NR][NT];
+    for (int r = 0; r < NR; ++r)
+      for (int t = 0; t < NT; ++t) acc[r][t] = I::set1(0.0f);
+    int64_t i = 0;
+    for (; i + L <= k; i += L) {
+      typename I::V wv[NR];
+      for (int r = 0; r < NR; ++r) wv[r] = I::template load_w<K>(w + r * wrb, i);
+      for (int t = 0; t < NT; ++t) {
+        const auto xv = I::load(x[t] + i);
+        for (int r = 0; r < NR; ++r) acc[r][t] = I::fma(wv[r], xv, acc[r][t]);
+      }
+    }
+    for (int r = 0; r < NR; ++r) {
+      for (int t = 0; t < NT; ++t) {
+        float s = I::hsum(acc[r][t]);
+        for (int64_t j = i; j < k; ++j) s += w_at<I, K>(w + r * wrb, j) * x[t][j];
+        out[r][t] = s;
+      }
+    }
+  }
+
+  template <FKind K, int NR, int NT>
+  static void store_f(int64_t k, const uint8_t* w, size_t wrb, const float* const* x, float* y, int64_t ys) {
+    float out[NR][NT];
+    dot_f<K, NR, NT>(k, w, wrb, x, out);
+    for (int r = 0; r < NR; ++r)
+      for (int t = 0; t < NT; ++t) y[t * ys + r] = out[r][t];
+  }
+
+  template <FKind K>
+  static void gemm_f(int64_t k, int64_t n_rows, const void* w, size_t wrb, const void* x, size_t xrb, int64_t n_tok,
+                     float* y, int64_t ys) {
+    const auto* wb = static_cast<const uint8_t*>(w);
+    const auto* xb = static_cast<const uint8_t*>(x);
+    const float* xp[4];
+    for (int64_t t = 0; t < n_tok; t += 4) {
+      const int64_t nt = std::min<int64_t>(4, n_tok - t);
+      for (int i = 0; i < nt; ++i) xp[i] = reinterpret_cast<const float*>(xb + (t + i) * xrb);
+      switch (nt) {
+        case 4: rows_f<K, 4>(k, n_rows, wb, wrb, xp, y + t * ys, ys); break;
+        case 3: rows_f<K, 3>(k, n_rows, wb, wrb, xp, y + t * ys, ys); break;
+        case 2: rows_f<K, 2>(k, n_rows, wb, wrb, xp, y + t * ys, ys); break;
+        default: rows_f<K, 1>(k, n_rows, wb, wrb, xp, y + t * ys, ys); break;
+      }
+    }
+  }
+
+  template <FKind K>
+  static void gemv_f(int64_t k, int64_t n_rows, const void* w, size_t wrb, const void* x, float* y) {
+    gemm_f<K>(k, n_rows, w, wrb, x, 0, 1, y, 0);
+  }
+
+  template <FKind K, class W>
+  static float vec_dot_f(int64_t k, const W* w, const float* x) {
+    float y = 0.0f;
+    gemm_f<K>(k, 1, w, 0, x, 0, 1, &y, 0);
+    return y;
+  }
+
+  // ---- axpy ----
+
+  // Blocks of a q row are dequantised once (I::dequant_block: 32 / k_lanes vectors of the
+  // block's integers as floats, and its scale) and used for every token.
+  static constexpr int k_dq = 32 / static_cast<int>(I::k_lanes);
+
+  template <WKind K>
+  static void axpy_q(int64_t k, int64_t n_tok, const float* a, const void* row, float* y, int64_t ys) {
+    const auto* rb = static_cast<const uint8_t*>(row);
+    for (int64_t ib = 0; ib < k / QK8_0; ++ib) {
+      typename I::V w[k_dq];
+      float d;
+      I::template dequant_block<K>(rb, ib, w, d);
+      for (int64_t t = 0; t < n_tok; ++t) {
+        const auto c = I::set1(a[t] * d);
+        float* yt = y + t * ys + ib * 32;
+        for (int j = 0; j < k_dq; ++j) I::store(yt + j * I::k_lanes, I::fma(c, w[j], I::load(yt + j * I::k_lanes)));
+      }
+    }
+  }
+
+  // NR rows' block dequantised once, then each token's y block takes the NR rows in list order.
+  template <WKind K, int NR>
+  static void axpy_rows_tokens(int64_t k, const uint8_t* const* rows, const int32_t* idx, const float* a,
+                               int64_t a_stride, int64_t n_tok, float* y, int64_t ys) {
+    for (int64_t ib = 0; ib < k / QK8_0; ++ib) {
+      typename I::V w[NR][k_dq];
+      float d[NR];
+      for (int r = 0; r < NR; ++r) I::template dequant_block<K>(rows[r], ib, w[r], d[r]);
+      for (int64_t t = 0; t < n_tok; ++t) {
+        float* yt = y + t * ys + ib * 32;
+        typename I::V acc[k_dq];
+        for (int j = 0; j < k_dq; ++j) acc[j] = I::load(yt + j * I::k_lanes);
+        for (int r = 0; r < NR; ++r) {
+          const auto c = I::set1(a[t * a_stride + idx[r]] * d[r]);
+          for (int j = 0; j < k_dq; ++j) acc[j] = I::fma(c, w[r][j], acc[j]);
+        }
+        for (int j = 0; j < k_dq; ++j) I::store(yt + j * I::k_lanes, acc[j]);
+      }
+    }
+  }
+
+  // Row groups outside: a group's rows stay in L1 while every token uses them. The next
+  // group's rows are prefetched first (scattered rows defeat the hardware prefetcher).
+  template <WKind K>
+  static void axpy_rows_q(int64_t k, int64_t n_idx, const int32_t* idx, const void* w, size_t wrb, const float* a,
+                          int64_t a_stride, int64_t n_tok, float* y, int64_t ys) {
+    constexpr int64_t NR = 4;
+    const auto* wb = static_cast<const uint8_t*>(w);
+    const size_t row_bytes = static_cast<size_t>(k / QK8_0) * k_block_bytes<K>;
+    for (int64_t i = 0; i < n_idx; i += NR) {
+      const int64_t nr = std::min<int64_t>(NR, n_idx - i);
+      for (int64_t j = i + NR; j < std::min(n_idx, i + 2 * NR); ++j) {
+        const uint8_t* p = wb + static_cast<size_t>(idx[j]) * wrb;
+        for (size_t off = 0; off < row_bytes; off += 64) __builtin_prefetch(p + off);
+      }
+      const uint8_t* rows[NR];
+      for (int64_t r = 0; r < nr; ++r) rows[r] = wb + static_cast<size_t>(idx[i + r]) * wrb;
+      if constexpr (I::own_axpy_rows(K)) {
+        if (n_tok == 1) {
+          float v[NR];
+          for (int64_t r = 0; r < nr; ++r) v[r] = a[idx[i + r]];
+          switch (nr) {
+            case 4: I::template axpy_rows_tile<K, 4>(k, rows, v, y); break;
+            case 3: I::template axpy_rows_tile<K, 3>(k, rows, v, y); break;
+            case 2: I::template axpy_rows_tile<K, 2>(k, rows, v, y); break;
+            default: I::template axpy_rows_tile<K, 1>(k, rows, v, y); break;
+          }
+          continue;
+        }
+      }
+      switch (nr) {
+        case 4: axpy_rows_tokens<K, 4>(k, rows, idx + i, a, a_stride, n_tok, y, ys); break;
+        case 3: axpy_rows_tokens<K, 3>(k, rows, idx + i, a, a_stride, n_tok, y, ys); break;
+        case 2: axpy_rows_tokens<K, 2>(k, rows, idx + i, a, a_stride, n_tok, y, ys); break;
+        default: axpy_rows_tokens<K, 1>(k, rows, idx + i, a, a_stride, n_tok, y, ys); break;
+      }
+    }
+  }
+
+  // ---- float vector ops, on I's vector type V of I::k_lanes floats (scalar tails) ----
+
+  static void axpy_f32(int64_t k, int64_t n_tok, const float* a, const void* row, float* y, int64_t ys) {
+    constexpr int64_t L = I::k_lanes;
+    const auto* w = static_cast<const float*>(row);
+    for (int64_t t = 0; t < n_tok; ++t) {
+      const auto v = I::set1(a[t]);
+      float* yt = y + t * ys;
+      int64_t i = 0;
+      for (; i + L <= k; i += L) I::store(yt + i, I::fma(v, I::load(w + i), I::load(yt + i)));
+      for (; i < k; ++i) yt[i] += a[t] * w[i];
+    }
+  }
+
+  static void rms_norm(int64_t n, const float* x, const float* w, float eps, float* y) {
+    constexpr int64_t L = I::k_lanes;
+    auto acc = I::set1(0.0f);
+    int64_t i = 0;
+    for (; i + L <= n; i += L) acc = I::fma(I::load(x + i), I::load(x + i), acc);
+    float sum = I::hsum(acc);
+    for (; i < n; ++i) sum += x[i] * x[i];
+    const float scale = 1.0f / std::sqrt(sum / static_cast<float>(n) + eps);
+    const auto s = I::set1(scale);
+    for (i = 0; i + L <= n; i += L) {
+      auto v = I::mul(I::load(x + i), s);
+      if (w) v = I::mul(v, I::load(w + i));
+      I::store(y + i, v);
+    }
+    for (; i < n; ++i) y[i] = w ? (x[i] * scale) * w[i] : x[i] * scale;
+  }
+
+  // I::exp_ps is a Cephes expf (about 2 ulp; inputs far below the max may flush to 0, which
+  // changes a sum by < 2^-125 of its largest term).
+  static void soft_max(int64_t n, const float* x, const float* mask, float scale, float* y) {
+    constexpr int64_t L = I::k_lanes;
+    float max = -INFINITY;
+    for (int64_t i = 0; i < n; ++i) {
+      y[i] = x[i] * scale + (mask ? mask[i] : 0.0f);
+      max = std::max(max, y[i]);
+    }
+    const auto mx = I::set1(max);
+    auto acc = I::set1(0.0f);
+    int64_t i = 0;
+    for (; i + L <= n; i += L) {
+      const auto e = I::exp_ps(I::sub(I::load(y + i), mx));
+      I::store(y + i, e);
+      acc = I::add(acc, e);
+    }
+    float sum = I::hsum(acc);
+    for (; i < n; ++i) {
+      y[i] = std::exp(y[i] - max);
+      sum += y[i];
+    }
+    const float inv = 1.0f / sum;
+    const auto vinv = I::set1(inv);
+    for (i = 0; i + L <= n; i += L) I::store(y + i, I::mul(I::load(y + i), vinv));
+    for (; i < n; ++i) y[i] *= inv;
+  }
+
+  // ---- rope ----
+
+  static void rope_rotate(float* xh, const float* c, const float* s, int64_t half) {
+    constexpr int64_t L = I::k_lanes;
+    int64_t i = 0;
+    for (; i + L <= half; i += L) {
+      const auto vc = I::load(c + i), vs = I::load(s + i);
+      const auto x0 = I::load(xh + i), x1 = I::load(xh + i + half);
+      I::store(xh + i, I::sub(I::mul(x0, vc), I::mul(x1, vs)));
+      I::store(xh + i + half, I::add(I::mul(x0, vs), I::mul(x1, vc)));
+    }
+    for (; i < half; ++i) {
+      const float x0 = xh[i], x1 = xh[i + half];
+      xh[i] = x0 * c[i] - x1 * s[i];
+      xh[i + half] = x0 * s[i] + x1 * c[i];
+    }
+  }
+
+  static void rope_neox(float* x, int64_t n_head, int64_t head_dim, int64_t n_rot, int64_t pos, float freq_base) {
+    if (n_rot > k_max_rot) {  // beyond the stack cache: the scalar kernel (no model does this)
+      KernelTable t;
+      fill_scalar(t);
+      t.rope_neox(x, n_head, head_dim, n_rot, pos, freq_base);
+      return;
+    }
+    float c[k_max_rot / 2], s[k_max_rot / 2];
+    rope_neox_cache(n_rot, pos, freq_base, c, s);
+    for (int64_t h = 0; h < n_head; ++h) rope_rotate(x + h * head_dim, c, s, n_rot / 2);
+  }
+
+  static void fill(KernelTable& t, Isa isa) {
+    t.isa = isa;
+    t.quantize_row_q8_0 = I::quantize_row_q8_0;
+    t.vec_dot_q4_0_q8_0 = vec_dot_q<WKind::q4_0>;
+    t.vec_dot_q8_0_q8_0 = vec_dot_q<WKind::q8_0>;
+    t.vec_dot_f16_f32 = vec_dot_f<FKind::f16, void>;
+    t.vec_dot_bf16_f32 = vec_dot_f<FKind::bf16, void>;
+    t.vec_dot_f32 = vec_dot_f<FKind::f32, float>;
+    t.gemv_q4_0_q8_0 = gemv_q<WKind::q4_0>;
+    t.gemv_q8_0_q8_0 = gemv_q<WKind::q8_0>;
+    t.gemv_f16_f32 = gemv_f<FKind::f16>;
+    t.gemv_bf16_f32 = gemv_f<FKind::bf16>;
+    t.gemv_f32 = gemv_f<FKind::f32>;
+    t.gemm_q4_0_q8_0 = gemm_q<WKind::q4_0>;
+    t.gemm_q8_0_q8_0 = gemm_q<WKind::q8_0>;
+    t.gemm_f16_f32 = gemm_f<FKind::f16>;
+    t.gemm_bf16_f32 = gemm_f<FKind::bf16>;
+    t.gemm_f32 = gemm_f<FKind::f32>;
+    t.gemm_rows_q4_0_q8_0 = gemm_rows_q<WKind::q4_0>;
+    t.gemm_rows_q8_0_q8_0 = gemm_rows_q<WKind::q8_0>;
+    t.axpy_q4_0_f32 = axpy_q<WKind::q4_0>;
+    t.axpy_q8_0_f32 = axpy_q<WKind::q8_0>;
+    t.axpy_rows_q4_0_f32 = axpy_rows_q<WKind::q4_0>;
+    t.axpy_rows_q8_0_f32 = axpy_rows_q<WKind::q8_0>;
+    t.axpy_f32 = axpy_f32;
+    t.rms_norm = rms_norm;
+    t.soft_max = soft_max;
+    t.rope_neox = rope_neox;
+  }
+};
+
+}  // namespace
+}  // namespace tandem::cpu::detail
