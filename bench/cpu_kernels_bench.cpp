@@ -1,22 +1,27 @@
-// CPU kernel benchmarks against memory bandwidth measured in the same run.
+// CPU kernel benchmarks against the read bandwidth measured in the same run.
 //
-// First a read-bandwidth probe (sum of a 1 GiB buffer on the pool's threads), then, per ISA
-// the host can run: dense q4_0 GEMV at SmallThinker-4B shapes and the expert FFN (dense and
-// ReLU-sparse, both down layouts) at forced 0/60/80% inactivity. Weights rotate through
-// ~512 MiB so every call streams from DRAM, as cold experts do. Each row reports
-//   GB/s      = weight bytes the call must read / median time
-//   pct_probe = GB/s / probe GB/s * 100
-// and sparse FFN rows also speedup_vs_dense (same ISA, layout and inactivity). With
-// --threads=1 rows also carry cpu_GB/s and cpu_pct_probe: the same ratios per CPU-second of
-// the (only) working thread, against the probe measured the same way.
+// First the read-bandwidth probes: cpu/mem_bandwidth.h's (every thread sums its share of a
+// 512 MiB buffer with the widest loads, best of 7 passes) and a burst probe with the same
+// loop timed like the kernels (see burst_probe_gbs), then, for every ISA the host can run, at SmallThinker shapes (runtime/model_maker_presets.cpp: 4b n_embd 1536, n_ff_exp 768,
+// 32 experts, vocab 151936; 21b n_embd 2560, n_ff_exp 768, 64 experts):
+//   * gemv (1 token) for q4_0, q8_0, f16, bf16, f32 weights, and q4_0 gemm (8 tokens);
+//   * one expert's FFN (cpu/expert_ffn.h), dense and ReLU-sparse at 60% / 80% inactive
+//     neurons, both down layouts, 1 token and 8 tokens sharing the weight reads.
+// Weights rotate through >= 256 MiB so every call streams from DRAM, as cold experts do.
+// Rows are split over the thread pool in fixed 64-row chunks (as the runtime does).
+// Each row reports
+//   GB/s       = weight bytes the call must read / mean wall time per call
+//   best_GB/s  = the same for the fastest call (the probe is a best pass as well; on a shared
+//                host the fastest call is the least disturbed one)
+//   pct_probe  = best_GB/s / probe GB/s * 100   (the roofline fraction)
+// sparse FFN rows add speedup_vs_dense (fastest calls, same ISA, shape, layout, tokens) and
+// roofline_speedup = bytes(dense) / bytes(sparse), what equal GB/s would give.
 //
 // Usage: cpu_kernels_bench [--threads=N] [google-benchmark flags]   (default 2 threads)
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
 #include <chrono>
-#include <ctime>
-#include <sys/mman.h>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -31,6 +36,7 @@
 #include "cpu/cpu_features.h"
 #include "cpu/expert_ffn.h"
 #include "cpu/kernel_table.h"
+#include "cpu/mem_bandwidth.h"
 #include "cpu/thread_pool.h"
 
 namespace {
@@ -42,19 +48,11 @@ using Clock = std::chrono::steady_clock;
 int g_threads = 2;
 double g_probe_gbs = 0.0;
 std::unique_ptr<ThreadPool> g_pool;
-std::map<std::string, double> g_dense_seconds;  // "isa/layout/inactive" -> seconds per call
+std::map<std::string, double> g_dense;  // "isa/shape/layout/n_tok" -> seconds per call, bytes per call
+std::map<std::string, double> g_dense_bytes;
 
-constexpr size_t k_rotate_bytes = size_t{512} << 20;
-
-// CPU seconds of the calling thread. With --threads=1 every kernel runs on this thread, so
-// bytes / CPU seconds is the rate while the thread was actually running: the useful figure
-// on a host shared with other jobs, where wall-clock time includes time spent descheduled.
-double thread_cpu_seconds() {
-  timespec ts{};
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
-}
-double g_probe_cpu_gbs = 0.0;
+constexpr size_t k_rotate_bytes = size_t{256} << 20;  // 8x the 32 MiB L3
+constexpr int64_t k_rows_per_chunk = 64;
 
 uint64_t splitmix(uint64_t& s) {
   uint64_t z = (s += 0x9E3779B97F4A7C15ull);
@@ -63,7 +61,7 @@ uint64_t splitmix(uint64_t& s) {
   return z ^ (z >> 31);
 }
 
-// 2 MiB-aligned (TANDEM_BENCH_HUGEPAGES=1: madvise(MADV_HUGEPAGE)), touched (no first-touch faults inside timing) buffer.
+// 2 MiB-aligned, touched buffer (no first-touch page faults inside timing).
 struct Arena {
   std::unique_ptr<uint8_t[]> raw;
   uint8_t* data = nullptr;
@@ -71,132 +69,164 @@ struct Arena {
   explicit Arena(size_t n) : raw(new uint8_t[n + (size_t{2} << 20)]), size(n) {
     constexpr uintptr_t k_huge = uintptr_t{2} << 20;
     data = raw.get() + (k_huge - reinterpret_cast<uintptr_t>(raw.get()) % k_huge) % k_huge;
-    if (std::getenv("TANDEM_BENCH_HUGEPAGES")) madvise(data, n & ~(k_huge - 1), MADV_HUGEPAGE);
+    std::memset(data, 0, n);
   }
 };
 
-// n_rows q4_0 rows of k: random nibbles, scales in [0.01, 0.02]; `sign` > 0 / < 0 forces
-// every (q - 8) of the row positive / negative (gate rows with a known ReLU outcome).
-void fill_q4_rows(uint8_t* p, int64_t n_rows, int64_t k, uint64_t& seed, const std::vector<int8_t>* sign) {
-  const int64_t nb = k / 32;
+// n_rows rows of k weights of dtype d: random values; q4_0/q8_0 scales in [0.01, 0.02].
+// q4_0 only: `sign` > 0 / < 0 forces every (q - 8) of row r positive / negative (gate rows
+// with a known ReLU outcome for positive activations).
+void fill_rows(DType d, uint8_t* p, int64_t n_rows, int64_t k, uint64_t& seed, const std::vector<int8_t>* sign) {
+  const size_t rb = dtype_row_size(d, k);
   for (int64_t r = 0; r < n_rows; ++r) {
-    for (int64_t b = 0; b < nb; ++b) {
-      auto* blk = reinterpret_cast<block_q4_0*>(p + (r * nb + b) * sizeof(block_q4_0));
-      blk->d = fp32_to_fp16(0.01f + 0.01f * static_cast<float>(splitmix(seed) % 100) / 100.0f);
-      uint64_t bits = splitmix(seed), bits2 = splitmix(seed);
-      for (int j = 0; j < 16; ++j) {
-        unsigned v = static_cast<unsigned>(j < 8 ? bits >> (8 * j) : bits2 >> (8 * (j - 8))) & 0xFF;
-        if (sign && (*sign)[r] != 0) {
-          const unsigned lo = v & 7, hi = (v >> 4) & 7;
-          v = (*sign)[r] > 0 ? ((9 + lo % 7) | ((9 + hi % 7) << 4)) : (lo | (hi << 4));
+    uint8_t* row = p + static_cast<size_t>(r) * rb;
+    if (d == DType::q4_0 || d == DType::q8_0) {
+      const size_t bs = d == DType::q4_0 ? sizeof(block_q4_0) : sizeof(block_q8_0);
+      for (int64_t b = 0; b < k / 32; ++b) {
+        uint8_t* blk = row + b * bs;
+        const uint16_t h = fp32_to_fp16(0.01f + 0.01f * static_cast<float>(splitmix(seed) % 100) / 100.0f);
+        std::memcpy(blk, &h, 2);
+        for (size_t j = 2; j < bs; j += 8) {
+          const uint64_t bits = splitmix(seed);
+          std::memcpy(blk + j, &bits, std::min<size_t>(8, bs - j));
         }
-        blk->qs[j] = static_cast<uint8_t>(v);
+        for (size_t j = 2; j < bs; ++j) {
+          unsigned v = blk[j];
+          if (d == DType::q8_0 && v == 0x80) v = 0x81;
+          if (d == DType::q4_0 && sign && (*sign)[static_cast<size_t>(r)] != 0) {
+            const unsigned lo = v & 7, hi = (v >> 4) & 7;
+            v = (*sign)[static_cast<size_t>(r)] > 0 ? ((9 + lo % 7) | ((9 + hi % 7) << 4)) : (lo | (hi << 4));
+          }
+          blk[j] = static_cast<uint8_t>(v);
+        }
+      }
+    } else {
+      for (int64_t i = 0; i < k; ++i) {
+        const float v = static_cast<float>(splitmix(seed) % 2000) / 1000.0f - 1.0f;
+        if (d == DType::f32) {
+          std::memcpy(row + 4 * i, &v, 4);
+        } else {
+          const uint16_t h = d == DType::f16 ? fp32_to_fp16(v) : fp32_to_bf16(v);
+          std::memcpy(row + 2 * i, &h, 2);
+        }
       }
     }
   }
 }
 
-// ---- read-bandwidth probe ----
+// The burst probe: the same read loop as measure_read_bandwidth (read_sum_for(best_isa()),
+// widest loads) on the bench's own thread pool, over 4 MiB windows (2 MiB per thread, larger
+// than any kernel call here) rotating through 256 MiB so each window is cold; best of `n`
+// windows. It is timed exactly like the kernel calls below, so best_GB/s / probe compares
+// like with like even on a shared host, where whole-buffer passes are rarely undisturbed.
+double burst_probe_gbs(int n) {
+  constexpr size_t k_window = size_t{4} << 20;
+  static Arena a(k_rotate_bytes);
+  const ReadSumFn sum = read_sum_for(best_isa());
+  const int64_t n_windows = static_cast<int64_t>(k_rotate_bytes / k_window);
+  const int64_t parts = g_threads;
+  const size_t words = k_window / 8 / static_cast<size_t>(parts);
+  std::vector<uint64_t> sink(static_cast<size_t>(parts));
+  double best = 1e30;
+  for (int i = 0; i < n; ++i) {
+    const auto* base = reinterpret_cast<const uint64_t*>(a.data + static_cast<size_t>(i % n_windows) * k_window);
+    const auto t0 = Clock::now();
+    g_pool->parallel_for(parts, [&](int64_t p) { sink[static_cast<size_t>(p)] = sum(base + p * words, words); });
+    best = std::min(best, std::chrono::duration<double>(Clock::now() - t0).count());
+    benchmark::DoNotOptimize(sink.data());
+  }
+  return static_cast<double>(k_window) / best / 1e9;
+}
 
-struct Rate {
-  double wall_gbs, cpu_gbs;
+// GB/s from the mean call; best_GB/s from the fastest call (the probe is a best pass too, and
+// on a shared host the fastest call is the one least disturbed); pct_probe = best / probe.
+void report(benchmark::State& state, double bytes, double seconds, double bytes_per_call, double best_seconds) {
+  state.counters["GB/s"] = bytes / seconds / 1e9;
+  state.counters["best_GB/s"] = bytes_per_call / best_seconds / 1e9;
+  state.counters["pct_probe"] = 100.0 * bytes_per_call / best_seconds / 1e9 / g_probe_gbs;
+}
+
+// ---- gemv / gemm ----
+
+struct MatSet {
+  size_t mat = 0;
+  int64_t n_mats = 0;
+  std::unique_ptr<Arena> arena;
 };
 
-Rate probe_once(const Arena& a) {
-  constexpr int64_t k_chunks = 256;
-  const size_t per = a.size / k_chunks / sizeof(uint64_t);
-  std::vector<uint64_t> sums(k_chunks);
-  const auto t0 = Clock::now();
-  const double c0 = thread_cpu_seconds();
-  g_pool->parallel_for(k_chunks, [&](int64_t c) {
-    const auto* p = reinterpret_cast<const uint64_t*>(a.data) + c * per;
-    uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    for (size_t i = 0; i < per; i += 4) {
-      s0 += p[i];
-      s1 += p[i + 1];
-      s2 += p[i + 2];
-      s3 += p[i + 3];
-    }
-    sums[c] = s0 + s1 + s2 + s3;
-  });
-  const double s = std::chrono::duration<double>(Clock::now() - t0).count();
-  const double cs = thread_cpu_seconds() - c0;
-  benchmark::DoNotOptimize(std::accumulate(sums.begin(), sums.end(), uint64_t{0}));
-  return {static_cast<double>(a.size) / s / 1e9, static_cast<double>(a.size) / cs / 1e9};
-}
-
-void BM_read_bandwidth_probe(benchmark::State& state) {
-  static Arena a(size_t{1} << 30);
-  static bool filled = false;
-  if (!filled) {
-    std::memset(a.data, 1, a.size);
-    filled = true;
-  }
-  double best = 0, best_cpu = 0;
-  for (auto _ : state) {
-    const Rate r = probe_once(a);
-    best = std::max(best, r.wall_gbs);
-    best_cpu = std::max(best_cpu, r.cpu_gbs);
-  }
-  state.counters["GB/s"] = best;
-  if (g_threads == 1) state.counters["cpu_GB/s"] = best_cpu;
-  state.counters["threads"] = g_threads;
-}
-
-// ---- dense q4_0 GEMV ----
-
-void BM_gemv_q4_0(benchmark::State& state, const KernelTable* kt, int64_t rows, int64_t k) {
-  const size_t mat = dtype_row_size(DType::q4_0, k) * static_cast<size_t>(rows);
-  const int64_t n_mats = std::max<int64_t>(1, static_cast<int64_t>(k_rotate_bytes / mat));
-  static std::map<std::pair<int64_t, int64_t>, std::unique_ptr<Arena>> arenas;
-  auto& arena = arenas[{rows, k}];
-  if (!arena) {
-    arena = std::make_unique<Arena>(mat * static_cast<size_t>(n_mats));
+MatSet& mat_set(DType d, int64_t rows, int64_t k) {
+  static std::map<std::tuple<int, int64_t, int64_t>, MatSet> sets;
+  MatSet& s = sets[{static_cast<int>(d), rows, k}];
+  if (!s.arena) {
+    s.mat = dtype_row_size(d, k) * static_cast<size_t>(rows);
+    s.n_mats = std::max<int64_t>(2, static_cast<int64_t>((k_rotate_bytes + s.mat - 1) / s.mat));
+    s.arena = std::make_unique<Arena>(s.mat * static_cast<size_t>(s.n_mats));
     uint64_t seed = 1;
-    fill_q4_rows(arena->data, rows * n_mats, k, seed, nullptr);
+    fill_rows(d, s.arena->data, rows * s.n_mats, k, seed, nullptr);
   }
-  std::vector<float> x(static_cast<size_t>(k));
+  return s;
+}
+
+// The table entries for weight dtype d: (gemv, gemm).
+std::pair<GemvFn KernelTable::*, GemmFn KernelTable::*> mul_mat_entries(DType d) {
+  if (d == DType::q4_0) return {&KernelTable::gemv_q4_0_q8_0, &KernelTable::gemm_q4_0_q8_0};
+  if (d == DType::q8_0) return {&KernelTable::gemv_q8_0_q8_0, &KernelTable::gemm_q8_0_q8_0};
+  if (d == DType::f16) return {&KernelTable::gemv_f16_f32, &KernelTable::gemm_f16_f32};
+  if (d == DType::bf16) return {&KernelTable::gemv_bf16_f32, &KernelTable::gemm_bf16_f32};
+  return {&KernelTable::gemv_f32, &KernelTable::gemm_f32};
+}
+
+void BM_mul_mat(benchmark::State& state, const KernelTable* kt, DType d, int64_t rows, int64_t k, int64_t n_tok) {
+  MatSet& s = mat_set(d, rows, k);
+  const bool q = d == DType::q4_0 || d == DType::q8_0;
+  std::vector<float> x(static_cast<size_t>(k * n_tok));
   uint64_t seed = 2;
   for (auto& v : x) v = static_cast<float>(splitmix(seed) % 2000) / 1000.0f - 1.0f;
-  std::vector<uint8_t> xq(dtype_row_size(DType::q8_0, k));
-  std::vector<float> y(static_cast<size_t>(rows));
-  const size_t rb = dtype_row_size(DType::q4_0, k);
-  constexpr int64_t k_rows_per_chunk = 64;
+  const size_t xrb = q ? dtype_row_size(DType::q8_0, k) : static_cast<size_t>(k) * 4;
+  std::vector<uint8_t> xq(xrb * static_cast<size_t>(n_tok));
+  std::vector<float> y(static_cast<size_t>(rows * n_tok));
+  const size_t rb = dtype_row_size(d, k);
   const int64_t n_chunks = (rows + k_rows_per_chunk - 1) / k_rows_per_chunk;
+  const GemvFn gemv = kt->*mul_mat_entries(d).first;
+  const GemmFn gemm = kt->*mul_mat_entries(d).second;
   int64_t m = 0;
-  double total = 0, cpu = 0;
+  double total = 0, best = 1e30;
   for (auto _ : state) {
-    const uint8_t* w = arena->data + static_cast<size_t>(m) * mat;
-    m = (m + 1) % n_mats;
+    const uint8_t* w = s.arena->data + static_cast<size_t>(m) * s.mat;
+    m = (m + 1) % s.n_mats;
     const auto t0 = Clock::now();
-    const double c0 = thread_cpu_seconds();
-    kt->quantize_row_q8_0(x.data(), xq.data(), k);
+    for (int64_t t = 0; t < n_tok; ++t) {
+      if (q) {
+        kt->quantize_row_q8_0(x.data() + t * k, xq.data() + t * xrb, k);
+      } else {
+        std::memcpy(xq.data() + t * xrb, x.data() + t * k, xrb);
+      }
+    }
     g_pool->parallel_for(n_chunks, [&](int64_t c) {
       const int64_t r0 = c * k_rows_per_chunk, r1 = std::min(rows, r0 + k_rows_per_chunk);
-      kt->gemv_q4_0_q8_0(k, r1 - r0, w + r0 * rb, rb, xq.data(), y.data() + r0);
+      if (n_tok == 1) {
+        gemv(k, r1 - r0, w + r0 * rb, rb, xq.data(), y.data() + r0);
+      } else {
+        gemm(k, r1 - r0, w + r0 * rb, rb, xq.data(), xrb, n_tok, y.data() + r0, rows);
+      }
     });
-    total += std::chrono::duration<double>(Clock::now() - t0).count();
-    cpu += thread_cpu_seconds() - c0;
+    const double dt = std::chrono::duration<double>(Clock::now() - t0).count();
+    total += dt;
+    best = std::min(best, dt);
     benchmark::DoNotOptimize(y.data());
   }
-  const double gbs = static_cast<double>(mat) * static_cast<double>(state.iterations()) / total / 1e9;
-  state.counters["GB/s"] = gbs;
-  state.counters["pct_probe"] = 100.0 * gbs / g_probe_gbs;
-  if (g_threads == 1) {
-    const double cgbs = static_cast<double>(mat) * static_cast<double>(state.iterations()) / cpu / 1e9;
-    state.counters["cpu_GB/s"] = cgbs;
-    state.counters["cpu_pct_probe"] = 100.0 * cgbs / g_probe_cpu_gbs;
-  }
+  report(state, static_cast<double>(s.mat) * static_cast<double>(state.iterations()), total, static_cast<double>(s.mat),
+         best);
 }
 
-// Same kernel on one thread with a 1536x256 matrix that stays in L2: the kernel's compute
-// ceiling, to show the DRAM rows above are memory-bound rather than compute-bound.
+// One thread, a 1536x256 q4_0 matrix that stays in L2: the kernel's compute ceiling per core,
+// to tell memory-bound DRAM rows from compute-bound ones.
 void BM_gemv_q4_0_hot(benchmark::State& state, const KernelTable* kt) {
   const int64_t rows = 256, k = 1536;
   const size_t rb = dtype_row_size(DType::q4_0, k);
   Arena a(rb * rows);
   uint64_t seed = 5;
-  fill_q4_rows(a.data, rows, k, seed, nullptr);
+  fill_rows(DType::q4_0, a.data, rows, k, seed, nullptr);
   std::vector<float> x(static_cast<size_t>(k), 0.5f), y(static_cast<size_t>(rows));
   std::vector<uint8_t> xq(dtype_row_size(DType::q8_0, k));
   kt->quantize_row_q8_0(x.data(), xq.data(), k);
@@ -204,78 +234,76 @@ void BM_gemv_q4_0_hot(benchmark::State& state, const KernelTable* kt) {
     kt->gemv_q4_0_q8_0(k, rows, a.data, rb, xq.data(), y.data());
     benchmark::DoNotOptimize(y.data());
   }
-  state.counters["read_rate"] = benchmark::Counter(static_cast<double>(rb * rows), benchmark::Counter::kIsIterationInvariantRate,
-                                              benchmark::Counter::kIs1000);
+  // Rate per CPU second of the (only) thread: compute-bound, so time descheduled is not counted.
+  state.counters["GB/s"] = benchmark::Counter(static_cast<double>(rb * rows) / 1e9,
+                                              benchmark::Counter::kIsIterationInvariantRate);
 }
 
 // ---- expert FFN ----
 
+constexpr double k_inactive[3] = {0.0, 0.6, 0.8};
+
 struct FfnSet {
-  int64_t n_embd = 1536, n_ff = 768, n_expert = 0;
+  int64_t n_embd = 0, n_ff = 0, n_expert = 0;
   size_t mat = 0;
   std::unique_ptr<Arena> gate[3], up, down;  // gate per inactivity level 0 / 60 / 80 %
 };
 
-constexpr double k_inactive[3] = {0.0, 0.6, 0.8};
-
-FfnSet& ffn_set() {
-  static FfnSet s;
+FfnSet& ffn_set(int64_t n_embd, int64_t n_ff) {
+  static std::map<std::pair<int64_t, int64_t>, FfnSet> sets;
+  FfnSet& s = sets[{n_embd, n_ff}];
   if (s.up) return s;
-  s.mat = dtype_row_size(DType::q4_0, s.n_embd) * static_cast<size_t>(s.n_ff);
-  s.n_expert = static_cast<int64_t>(k_rotate_bytes / 2 / s.mat);  // gate+up+down >= 768 MiB streamed
+  s.n_embd = n_embd;
+  s.n_ff = n_ff;
+  s.mat = dtype_row_size(DType::q4_0, n_embd) * static_cast<size_t>(n_ff);
+  s.n_expert = static_cast<int64_t>(k_rotate_bytes / 3 / s.mat);  // gate + up + down >= 256 MiB streamed
   uint64_t seed = 3;
   for (int l = 0; l < 3; ++l) {
-    std::vector<int8_t> sign(static_cast<size_t>(s.n_ff * s.n_expert), 1);
+    std::vector<int8_t> sign(static_cast<size_t>(n_ff * s.n_expert), 1);
     for (int64_t e = 0; e < s.n_expert; ++e) {
-      std::vector<int64_t> perm(static_cast<size_t>(s.n_ff));
+      std::vector<int64_t> perm(static_cast<size_t>(n_ff));
       std::iota(perm.begin(), perm.end(), 0);
-      for (int64_t i = s.n_ff - 1; i > 0; --i) std::swap(perm[i], perm[splitmix(seed) % static_cast<uint64_t>(i + 1)]);
-      const auto n_off = static_cast<int64_t>(k_inactive[l] * static_cast<double>(s.n_ff) + 0.5);
-      for (int64_t i = 0; i < n_off; ++i) sign[static_cast<size_t>(e * s.n_ff + perm[i])] = -1;
+      for (int64_t i = n_ff - 1; i > 0; --i) std::swap(perm[i], perm[splitmix(seed) % static_cast<uint64_t>(i + 1)]);
+      const auto n_off = static_cast<int64_t>(k_inactive[l] * static_cast<double>(n_ff) + 0.5);
+      for (int64_t i = 0; i < n_off; ++i) sign[static_cast<size_t>(e * n_ff + perm[i])] = -1;
     }
     s.gate[l] = std::make_unique<Arena>(s.mat * static_cast<size_t>(s.n_expert));
-    fill_q4_rows(s.gate[l]->data, s.n_ff * s.n_expert, s.n_embd, seed, &sign);
+    fill_rows(DType::q4_0, s.gate[l]->data, n_ff * s.n_expert, n_embd, seed, &sign);
   }
   s.up = std::make_unique<Arena>(s.mat * static_cast<size_t>(s.n_expert));
   s.down = std::make_unique<Arena>(s.mat * static_cast<size_t>(s.n_expert));
-  fill_q4_rows(s.up->data, s.n_ff * s.n_expert, s.n_embd, seed, nullptr);
-  fill_q4_rows(s.down->data, s.n_ff * s.n_expert, s.n_embd, seed, nullptr);
+  fill_rows(DType::q4_0, s.up->data, n_ff * s.n_expert, n_embd, seed, nullptr);
+  fill_rows(DType::q4_0, s.down->data, n_ff * s.n_expert, n_embd, seed, nullptr);
   return s;
 }
 
-void BM_expert_ffn(benchmark::State& state, const KernelTable* kt, DownLayout layout, FfnMode mode, int level,
-                   int64_t n_tok) {
-  FfnSet& s = ffn_set();
-  const int64_t d = s.n_embd, f = s.n_ff;
+void BM_expert_ffn(benchmark::State& state, const KernelTable* kt, int64_t n_embd, int64_t n_ff, DownLayout layout,
+                   FfnMode mode, int level, int64_t n_tok) {
+  FfnSet& s = ffn_set(n_embd, n_ff);
+  const int64_t d = n_embd, f = n_ff;
   const auto n = static_cast<size_t>(n_tok * d);
-  auto x = std::make_unique<float[]>(n), acc = std::make_unique<float[]>(n);
-  auto rw = std::make_unique<float[]>(static_cast<size_t>(n_tok));
+  std::vector<float> x(n), acc(n, 0.0f), rw(static_cast<size_t>(n_tok), 0.5f);
   uint64_t seed = 4;
-  for (size_t i = 0; i < n; ++i) {
-    x[i] = 0.1f + static_cast<float>(splitmix(seed) % 900) / 1000.0f;  // positive: the gate rows set ReLU
-    acc[i] = 0.0f;
-  }
-  for (int64_t t = 0; t < n_tok; ++t) rw[t] = 0.5f;
+  for (auto& v : x) v = 0.1f + static_cast<float>(splitmix(seed) % 900) / 1000.0f;  // positive: gate rows set ReLU
   ExpertFfnWorkspace ws;
   ExpertFfnStats st;
   int64_t e = 0;
-  double total = 0, cpu = 0, bytes = 0, active = 0;
+  double total = 0, bytes = 0, active = 0, best = 1e30;
   for (auto _ : state) {
     ExpertFfnWeights w;
     const size_t off = static_cast<size_t>(e) * s.mat;
     e = (e + 1) % s.n_expert;
     w.gate = TensorView::contiguous(s.gate[level]->data + off, DType::q4_0, {d, f, 1, 1});
     w.up = TensorView::contiguous(s.up->data + off, DType::q4_0, {d, f, 1, 1});
-    w.down = layout == DownLayout::transposed
-                 ? TensorView::contiguous(s.down->data + off, DType::q4_0, {d, f, 1, 1})
-                 : TensorView::contiguous(s.down->data + off, DType::q4_0, {f, d, 1, 1});
+    w.down = layout == DownLayout::transposed ? TensorView::contiguous(s.down->data + off, DType::q4_0, {d, f, 1, 1})
+                                              : TensorView::contiguous(s.down->data + off, DType::q4_0, {f, d, 1, 1});
     w.down_layout = layout;
     const auto t0 = Clock::now();
-    const double c0 = thread_cpu_seconds();
-    const Status status = expert_ffn(*kt, w, mode, ExpertFfnBatch{x.get(), d, n_tok, rw.get(), acc.get(), d}, ws,
-                                     *g_pool, &st);
-    total += std::chrono::duration<double>(Clock::now() - t0).count();
-    cpu += thread_cpu_seconds() - c0;
+    const Status status =
+        expert_ffn(*kt, w, mode, ExpertFfnBatch{x.data(), d, n_tok, rw.data(), acc.data(), d}, ws, *g_pool, &st);
+    const double dt = std::chrono::duration<double>(Clock::now() - t0).count();
+    total += dt;
+    best = std::min(best, dt);
     if (!status.ok()) {
       state.SkipWithError(status.message().c_str());
       return;
@@ -284,23 +312,44 @@ void BM_expert_ffn(benchmark::State& state, const KernelTable* kt, DownLayout la
     active += static_cast<double>(st.n_active);
   }
   const double calls = static_cast<double>(state.iterations());
-  const double gbs = bytes / total / 1e9;
-  state.counters["GB/s"] = gbs;
-  state.counters["pct_probe"] = 100.0 * gbs / g_probe_gbs;
+  report(state, bytes, total, bytes / calls, best);  // bytes per call are the same every call
   state.counters["inactive_pct"] = 100.0 * (1.0 - active / calls / static_cast<double>(f));
-  state.counters["us_per_call"] = 1e6 * total / calls;
-  if (g_threads == 1) {
-    state.counters["cpu_GB/s"] = bytes / cpu / 1e9;
-    state.counters["cpu_pct_probe"] = 100.0 * bytes / cpu / 1e9 / g_probe_cpu_gbs;
-    state.counters["cpu_us_per_call"] = 1e6 * cpu / calls;
-  }
-  const std::string key = std::string(isa_name(kt->isa)) + (layout == DownLayout::transposed ? "/t/" : "/s/") +
-                          std::to_string(level) + "/" + std::to_string(n_tok);
+  state.counters["best_us"] = 1e6 * best;
+  const std::string key = std::string(isa_name(kt->isa)) + "/" + std::to_string(n_embd) +
+                          (layout == DownLayout::transposed ? "/t/" : "/s/") + std::to_string(n_tok);
   if (mode == FfnMode::dense) {
-    g_dense_seconds[key] = (g_threads == 1 ? cpu : total) / calls;
-  } else if (g_dense_seconds.count(key)) {
-    state.counters["speedup_vs_dense"] = g_dense_seconds[key] / ((g_threads == 1 ? cpu : total) / calls);
+    g_dense[key] = best;
+    g_dense_bytes[key] = bytes / calls;
+  } else if (g_dense.count(key)) {
+    state.counters["speedup_vs_dense"] = g_dense[key] / best;
+    state.counters["roofline_speedup"] = g_dense_bytes[key] / (bytes / calls);
   }
+}
+
+// One thread, one 4b expert (3 x 648 KiB, in L3) called again and again, dense, transposed
+// down: the FFN's compute ceiling per core (rate per CPU second of the thread).
+void BM_expert_ffn_hot(benchmark::State& state, const KernelTable* kt) {
+  FfnSet& s = ffn_set(1536, 768);
+  const int64_t d = s.n_embd, f = s.n_ff;
+  std::vector<float> x(static_cast<size_t>(d), 0.5f), acc(x.size(), 0.0f), rw(1, 0.5f);
+  ExpertFfnWeights w;
+  w.gate = TensorView::contiguous(s.gate[0]->data, DType::q4_0, {d, f, 1, 1});
+  w.up = TensorView::contiguous(s.up->data, DType::q4_0, {d, f, 1, 1});
+  w.down = TensorView::contiguous(s.down->data, DType::q4_0, {d, f, 1, 1});
+  w.down_layout = DownLayout::transposed;
+  ExpertFfnWorkspace ws;
+  ExpertFfnStats st;
+  SerialRunner serial;
+  for (auto _ : state) {
+    const Status status =
+        expert_ffn(*kt, w, FfnMode::dense, ExpertFfnBatch{x.data(), d, 1, rw.data(), acc.data(), d}, ws, serial, &st);
+    if (!status.ok()) {
+      state.SkipWithError(status.message().c_str());
+      return;
+    }
+  }
+  state.counters["GB/s"] = benchmark::Counter(static_cast<double>(st.bytes_read) / 1e9,
+                                              benchmark::Counter::kIsIterationInvariantRate);
 }
 
 std::string git_commit() {
@@ -317,6 +366,60 @@ std::string git_commit() {
   return out.empty() ? "unknown" : out;
 }
 
+void register_all() {
+  struct Shape {
+    const char* name;
+    int64_t n_embd, n_ff, n_vocab;
+  };
+  const Shape shapes[] = {{"4b", 1536, 768, 151936}, {"21b", 2560, 768, 151936}};
+  for (Isa isa : k_all_isas) {
+    const KernelTable* kt = kernels_for(isa);
+    if (!kt) continue;
+    const std::string sfx = "__" + std::string(isa_name(isa));
+    const auto reg = [](const std::string& name, auto&&... args) {
+      benchmark::RegisterBenchmark(name.c_str(), args...)->Unit(benchmark::kMicrosecond)->UseRealTime();
+    };
+    for (const Shape& sh : shapes) {
+      const std::string e = std::to_string(sh.n_embd);
+      reg("mul_mat_vec_q4_0_q8_0" + sfx + "/" + sh.name + "_attn_q_" + e + "x" + e, BM_mul_mat, kt, DType::q4_0,
+          sh.n_embd, sh.n_embd, int64_t{1});
+      reg("mul_mat_vec_q4_0_q8_0" + sfx + "/" + sh.name + "_output_" + e + "x" + std::to_string(sh.n_vocab),
+          BM_mul_mat, kt, DType::q4_0, sh.n_vocab, sh.n_embd, int64_t{1});
+    }
+    if (isa == Isa::scalar) continue;  // the reference: far from memory-bound; shown for scale
+    reg("mul_mat_q4_0_q8_0" + sfx + "/4b_attn_q_1536x1536/n_tok_8", BM_mul_mat, kt, DType::q4_0, int64_t{1536},
+        int64_t{1536}, int64_t{8});
+    for (DType d : {DType::q8_0, DType::f16, DType::bf16, DType::f32}) {
+      reg("mul_mat_vec_" + std::string(dtype_name(d)) + (d == DType::q8_0 ? "_q8_0" : "_f32") + sfx +
+              "/4b_attn_q_1536x1536",
+          BM_mul_mat, kt, d, int64_t{1536}, int64_t{1536}, int64_t{1});
+    }
+    benchmark::RegisterBenchmark(("mul_mat_vec_q4_0_q8_0" + sfx + "/hot_l2_1536x256_1thread").c_str(),
+                                 BM_gemv_q4_0_hot, kt)
+        ->Unit(benchmark::kMicrosecond);
+    benchmark::RegisterBenchmark(("expert_ffn_dense_q4_0" + sfx + "/hot_l3_4b_down_transposed_1thread").c_str(),
+                                 BM_expert_ffn_hot, kt)
+        ->Unit(benchmark::kMicrosecond);
+    for (const Shape& sh : shapes) {
+      for (DownLayout layout : {DownLayout::transposed, DownLayout::standard}) {
+        if (sh.n_embd != 1536 && layout == DownLayout::standard) continue;
+        const std::string ln = layout == DownLayout::transposed ? "down_transposed" : "down_standard";
+        for (int64_t n_tok : {int64_t{1}, int64_t{8}}) {
+          const std::string tail = "/n_tok_" + std::to_string(n_tok);
+          const std::string base = std::string("_q4_0") + sfx + "/" + sh.name + "_" + ln;
+          reg("expert_ffn_dense" + base + tail, BM_expert_ffn, kt, sh.n_embd, sh.n_ff, layout, FfnMode::dense, 0,
+              n_tok);
+          for (int level : {1, 2}) {
+            reg("expert_ffn_sparse" + base + "/inactive_" + std::to_string(static_cast<int>(k_inactive[level] * 100)) +
+                    tail,
+                BM_expert_ffn, kt, sh.n_embd, sh.n_ff, layout, FfnMode::sparse, level, n_tok);
+          }
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -331,57 +434,28 @@ int main(int argc, char** argv) {
   int n_args = static_cast<int>(args.size());
   g_pool = std::make_unique<ThreadPool>(g_threads);
 
-  {  // The probe runs first so every row can be reported against it.
-    Arena a(size_t{1} << 30);
-    std::memset(a.data, 1, a.size);
-    std::vector<double> r, rc;
-    for (int i = 0; i < 5; ++i) {
-      const Rate x = probe_once(a);
-      r.push_back(x.wall_gbs);
-      rc.push_back(x.cpu_gbs);
-    }
-    std::sort(r.begin(), r.end());
-    std::sort(rc.begin(), rc.end());
-    g_probe_gbs = r[2];
-    g_probe_cpu_gbs = rc[2];
-    std::printf("read-bandwidth probe: %.2f GB/s (median of 5 x 1 GiB, %d threads; min %.2f max %.2f)\n", g_probe_gbs,
-                g_threads, r.front(), r.back());
-    if (g_threads == 1) std::printf("read-bandwidth probe per CPU-second of the thread: %.2f GB/s\n", g_probe_cpu_gbs);
+  // The probes run first so every row can be reported against them.
+  const Result<BandwidthResult> probe = measure_read_bandwidth(g_threads, uint64_t{512} << 20, 7);
+  if (!probe.ok()) {
+    std::fprintf(stderr, "read-bandwidth probe failed: %s\n", probe.status().message().c_str());
+    return 1;
   }
+  g_probe_gbs = burst_probe_gbs(400);
+  std::printf("read-bandwidth probe (whole buffer): %.2f GB/s (best of 7 passes over %.0f MiB, %d threads, %s loads)\n",
+              probe.value().gbps, static_cast<double>(probe.value().bytes) / (1 << 20), probe.value().n_threads,
+              std::string(isa_name(best_isa())).c_str());
+  std::printf("read-bandwidth probe (burst, the pct_probe reference): %.2f GB/s (best of 400 cold 4 MiB windows, %d "
+              "threads)\n",
+              g_probe_gbs, g_threads);
   benchmark::AddCustomContext("commit", git_commit());
   benchmark::AddCustomContext("cpu", cpu_model_name());
   benchmark::AddCustomContext("cpu_features", cpu_features().summary());
   benchmark::AddCustomContext("best_isa", std::string(isa_name(best_isa())));
   benchmark::AddCustomContext("threads", std::to_string(g_threads));
   benchmark::AddCustomContext("compiler", __VERSION__);
-  benchmark::AddCustomContext("probe_GB/s", std::to_string(g_probe_gbs));
-  if (g_threads == 1) benchmark::AddCustomContext("probe_cpu_GB/s", std::to_string(g_probe_cpu_gbs));
-
-  benchmark::RegisterBenchmark("read_bandwidth_probe", BM_read_bandwidth_probe)->Iterations(3)->Unit(benchmark::kMillisecond);
-  for (Isa isa : k_all_isas) {
-    const KernelTable* kt = kernels_for(isa);
-    if (!kt) continue;
-    const std::string sfx = std::string("__") + std::string(isa_name(isa));
-    benchmark::RegisterBenchmark(("gemv_q4_0_q8_0" + sfx + "/attn_1536x1536").c_str(), BM_gemv_q4_0, kt, 1536, 1536)
-        ->Unit(benchmark::kMicrosecond)->UseRealTime();
-    benchmark::RegisterBenchmark(("gemv_q4_0_q8_0" + sfx + "/ffn_gate_exps_1536x768x32").c_str(), BM_gemv_q4_0, kt,
-                                 768 * 32, 1536)
-        ->Unit(benchmark::kMicrosecond)->UseRealTime();
-    benchmark::RegisterBenchmark(("gemv_q4_0_q8_0" + sfx + "/hot_l2_1536x256_1thread").c_str(), BM_gemv_q4_0_hot, kt)
-        ->Unit(benchmark::kMicrosecond);
-    for (DownLayout layout : {DownLayout::transposed, DownLayout::standard}) {
-      const std::string ln = layout == DownLayout::transposed ? "down_transposed" : "down_standard";
-      for (int level = 0; level < 3; ++level) {
-        const std::string lv = "/inactive_" + std::to_string(static_cast<int>(k_inactive[level] * 100));
-        for (FfnMode mode : {FfnMode::dense, FfnMode::sparse}) {
-          const std::string name = std::string(mode == FfnMode::dense ? "expert_ffn_dense" : "expert_ffn_sparse") +
-                                   "_q4_0" + sfx + "/" + ln + lv + "/n_tok_1";
-          benchmark::RegisterBenchmark(name.c_str(), BM_expert_ffn, kt, layout, mode, level, int64_t{1})
-              ->Unit(benchmark::kMicrosecond)->UseRealTime();
-        }
-      }
-    }
-  }
+  benchmark::AddCustomContext("probe_whole_GB/s", std::to_string(probe.value().gbps));
+  benchmark::AddCustomContext("probe_burst_GB/s", std::to_string(g_probe_gbs));
+  register_all();
   benchmark::Initialize(&n_args, args.data());
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();

@@ -12,6 +12,8 @@
 # Test tags with a ctest entry of their own (skipped, never passed, without the resource):
 #   [gpu]  needs a Vulkan device     -> <target>_gpu,  TANDEM_TEST_REQUIRES=vulkan
 #   [data] needs ../shared/data      -> <target>_data, TANDEM_TEST_REQUIRES=data
+#   [cgroup] needs a cgroup v2 memory controller and systemd scopes (hidden tests, [.][cgroup])
+#                                    -> <target>_cgroup, TANDEM_TEST_REQUIRES=cgroup
 set(TANDEM_TEST_SKIP_CODE 77)
 
 function(tandem_module target)
@@ -94,6 +96,7 @@ endfunction()
 function(tandem_register_tests exe name)
   set(has_gpu FALSE)
   set(has_data FALSE)
+  set(has_cgroup FALSE)
   foreach(f IN LISTS ARGN)
     file(READ "${f}" body)
     if(body MATCHES "\\[gpu\\]")
@@ -101,6 +104,9 @@ function(tandem_register_tests exe name)
     endif()
     if(body MATCHES "\\[data\\]")
       set(has_data TRUE)
+    endif()
+    if(body MATCHES "\\[cgroup\\]")
+      set(has_cgroup TRUE)
     endif()
   endforeach()
   set(env "TANDEM_SHARED_DATA=${TANDEM_SHARED_DATA}")
@@ -117,5 +123,11 @@ function(tandem_register_tests exe name)
     set_tests_properties(${name}_data PROPERTIES
       ENVIRONMENT "${env};TANDEM_TEST_REQUIRES=data"
       SKIP_RETURN_CODE ${TANDEM_TEST_SKIP_CODE} LABELS "data")
+  endif()
+  if(has_cgroup)
+    add_test(NAME ${name}_cgroup COMMAND ${exe} "[cgroup]")
+    set_tests_properties(${name}_cgroup PROPERTIES
+      ENVIRONMENT "${env};TANDEM_TEST_REQUIRES=cgroup"
+      SKIP_RETURN_CODE ${TANDEM_TEST_SKIP_CODE} LABELS "cgroup" RUN_SERIAL TRUE)
   endif()
 endfunction()

@@ -19,7 +19,17 @@ constexpr double k_inf = std::numeric_limits<double>::max();
 }
 
 const CpuIsaPerf& CpuProfile::best() const {
+  // The runtime runs the fastest kernels it has, so the planner must cost those: the entry with
+  // the lowest measured dense expert time. A bandwidth probe alone can rank a scalar entry first
+  // on a noisy machine while its expert FFN is several times slower.
   size_t best_i = 0;
+  bool timed = false;
+  for (size_t i = 0; i < isa.size(); ++i) {
+    if (isa[i].expert_ffn_dense_us <= 0) continue;
+    if (!timed || isa[i].expert_ffn_dense_us < isa[best_i].expert_ffn_dense_us) best_i = i;
+    timed = true;
+  }
+  if (timed) return isa[best_i];
   for (size_t i = 1; i < isa.size(); ++i) {
     if (isa[i].read_bandwidth_gbps > isa[best_i].read_bandwidth_gbps) best_i = i;
   }

@@ -52,7 +52,8 @@ struct CpuProfile {
   uint32_t n_threads = 1;
   std::vector<CpuIsaPerf> isa;  // at least one
 
-  // The entry with the highest read bandwidth (ties: the first).
+  // The entry the runtime would run: the lowest measured expert_ffn_dense_us; when no entry has
+  // one, the highest read bandwidth (ties: the first).
   const CpuIsaPerf& best() const;
 };
 

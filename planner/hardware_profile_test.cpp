@@ -86,3 +86,21 @@ TEST_CASE("hardware profile: the shipped machine files parse", "[planner][hardwa
   REQUIRE_FALSE(missing.ok());
   CHECK(missing.status().code() == ErrorCode::not_found);
 }
+
+TEST_CASE("CpuProfile::best picks the fastest measured expert, not the widest bandwidth probe", "[hardware]") {
+  CpuProfile cpu;
+  CpuIsaPerf scalar;
+  scalar.isa = "scalar";
+  scalar.read_bandwidth_gbps = 30;  // a lucky probe on a noisy machine
+  scalar.expert_ffn_dense_us = 2100;
+  CpuIsaPerf avx512;
+  avx512.isa = "avx512";
+  avx512.read_bandwidth_gbps = 20;
+  avx512.expert_ffn_dense_us = 170;
+  cpu.isa = {scalar, avx512};
+  CHECK(cpu.best().isa == "avx512");
+  // Without measured expert times, the bandwidth decides.
+  cpu.isa[0].expert_ffn_dense_us = 0;
+  cpu.isa[1].expert_ffn_dense_us = 0;
+  CHECK(cpu.best().isa == "scalar");
+}

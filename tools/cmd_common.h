@@ -39,9 +39,11 @@ struct CommonOptions {
   std::string plan;
   std::string mem_limit;
   std::string trace;
+  std::string cache_policy = "lru";
 };
 
-inline void add_model_options(CLI::App& sub, CommonOptions& o) {
+// with_trace: false for commands whose own --trace means something else (profile: the routing trace).
+inline void add_model_options(CLI::App& sub, CommonOptions& o, bool with_trace = true) {
   sub.add_option("-m,--model", o.model, "GGUF model file (default: $TANDEM_MODEL or models/default.gguf)");
   sub.add_option("--ctx-size", o.n_ctx, "context size in tokens, 0 = the model's (also -c N)")->capture_default_str();
   sub.add_option("-t,--threads", o.n_threads, "CPU threads (0 = all)")->capture_default_str();
@@ -55,10 +57,15 @@ inline void add_model_options(CLI::App& sub, CommonOptions& o) {
                  "(default: the best discrete GPU, else the integrated one)");
   sub.add_option("--cpu-ops", o.cpu_ops, "CPU kernels: fast (SIMD kernel table, TANDEM_MAX_ISA caps it) or plain")
       ->capture_default_str();
-  sub.add_option("--plan", o.plan, "placement plan JSON from `tandem plan` (implies --placement hybrid)");
+  sub.add_option("--plan", o.plan, "placement plan JSON from `tandem plan` (made for this model); with --placement cpu its GPU tiers run on the CPU");
   sub.add_option("--mem-limit", o.mem_limit,
                  "keep resident memory under SIZE (e.g. 1G): experts that do not fit are streamed from the file");
-  sub.add_option("--trace", o.trace, "write a Chrome trace-event JSON of the run here (Perfetto, chrome://tracing)");
+  sub.add_option("--cache-policy", o.cache_policy,
+                 "replacement policy of the streamed experts' RAM cache: lru or frequency (LRFU with the profile's prior)")
+      ->capture_default_str();
+  if (with_trace) {
+    sub.add_option("--trace", o.trace, "write a Chrome trace-event JSON of the run here (Perfetto, chrome://tracing)");
+  }
   sub.allow_extras();
 }
 
@@ -143,11 +150,11 @@ inline Result<std::unique_ptr<Session>> open_session(const CommonOptions& o, con
   so.executor.device = o.device;
   so.executor.cpu_ops = o.cpu_ops;
   so.executor.plan = o.plan;
-  if (!o.plan.empty() && o.placement == "cpu") so.executor.placement = "hybrid";
   if (!o.mem_limit.empty()) {
     TANDEM_ASSIGN_OR_RETURN(so.executor.mem_limit, parse_size(o.mem_limit, "--mem-limit"));
   }
   so.executor.trace = o.trace;
+  so.executor.cache_policy = o.cache_policy;
   TANDEM_ASSIGN_OR_RETURN(auto session, Session::open(so));
   const ModelShape& sh = session->model().shape();
   std::fprintf(stderr,

@@ -93,7 +93,7 @@ const CommandRegistration reg{
     "profile", "Profile expert usage on calibration text (for `tandem plan`); --trace, --plot", 35,
     [](CLI::App& sub) {
       auto o = std::make_shared<ProfileCmdOptions>();
-      add_model_options(sub, o->common);
+      add_model_options(sub, o->common, /*with_trace=*/false);
       sub.add_option("-f,--file", o->prompts,
                      "prompts file: one prompt per blank-line-separated block (default: the built-in corpus)");
       sub.add_flag("--chat", o->chat, "wrap each prompt in a ChatML user turn and the assistant header");
