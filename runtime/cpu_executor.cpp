@@ -15,7 +15,14 @@ Result<std::unique_ptr<CpuExecutor>> CpuExecutor::create(const Model& model, con
   ForwardOptions fwd;
   fwd.n_ubatch = options.n_ubatch;
   fwd.n_threads = options.n_threads;
-  TANDEM_ASSIGN_OR_RETURN(ex->forward_, Forward::create(model.shape(), model.weights(), fwd, std::move(ops)));
+  const ModelShape* shape = &model.shape();
+  const ModelWeights* weights = &model.weights();
+  if (options.transpose_down && model.shape().down_layout == DownLayout::standard) {
+    TANDEM_ASSIGN_OR_RETURN(ex->transposed_, transpose_down_in_memory(model));
+    shape = &ex->transposed_->shape;
+    weights = &ex->transposed_->weights;
+  }
+  TANDEM_ASSIGN_OR_RETURN(ex->forward_, Forward::create(*shape, *weights, fwd, std::move(ops)));
   ex->ops_ = &ex->forward_->ops();
   return ex;
 }
@@ -30,9 +37,21 @@ Status CpuExecutor::eval(std::span<const int32_t> tokens, LogitsRows rows, std::
 std::vector<DeviceMemoryLine> CpuExecutor::memory_lines() const {
   constexpr double mib = 1024.0 * 1024.0;
   return {{"CPU", fmt::format("weights {:.1f} MiB read in place from the mapped file (page cache, counted once), "
-                              "KV cache {:.1f} MiB ({}), ops {}",
+                              "KV cache {:.1f} MiB ({}), ops {}{}",
                               static_cast<double>(model_.file().file_size()) / mib,
-                              static_cast<double>(kv_.size_bytes()) / mib, dtype_name(kv_.type()), ops_->name())}};
+                              static_cast<double>(kv_.size_bytes()) / mib, dtype_name(kv_.type()), ops_->name(),
+                              transposed_ ? fmt::format(", ffn_down_exps transposed at load ({:.1f} MiB, weight NMSE {:.1e})",
+                                                        static_cast<double>(transposed_bytes()) / mib,
+                                                        transposed_->down_weight_nmse)
+                                          : std::string())}};
+}
+
+uint64_t CpuExecutor::transposed_bytes() const {
+  uint64_t n = 0;
+  if (transposed_) {
+    for (const auto& b : transposed_->buffers) n += b.size;
+  }
+  return n;
 }
 
 ExecutorCounters CpuExecutor::counters() const {

@@ -10,6 +10,7 @@
 #include "runtime/executor.h"
 #include "runtime/forward_ops.h"
 #include "runtime/kv_cache.h"
+#include "runtime/convert.h"
 #include "runtime/model.h"
 
 namespace tandem {
@@ -19,6 +20,10 @@ struct CpuExecutorOptions {
   uint32_t n_ubatch = 512;
   int n_threads = 0;      // 0 = every hardware thread
   DType cache_type = DType::f16;
+  // --transpose-down: for a model whose ffn_down_exps has the standard layout, transpose it in
+  // memory at load (runtime/convert.h, requantized: the precision cost is stated there) so the
+  // sparse FFN reads only active neurons' down rows. Ignored for already transposed models.
+  bool transpose_down = false;
 };
 
 class CpuExecutor final : public Executor {
@@ -39,11 +44,13 @@ class CpuExecutor final : public Executor {
   void reset_counters() override;
 
   Forward& forward() { return *forward_; }
+  uint64_t transposed_bytes() const;  // memory held by --transpose-down's copies
   KvCache& kv() { return kv_; }
 
  private:
   CpuExecutor(const Model& model, KvCache kv) : model_(model), kv_(std::move(kv)) {}
   const Model& model_;
+  std::unique_ptr<TransposedDown> transposed_;  // set with transpose_down; Forward views it
   KvCache kv_;
   std::unique_ptr<Forward> forward_;
   ForwardOps* ops_ = nullptr;  // owned by forward_

@@ -2,12 +2,32 @@
 
 #include "runtime/cpu_executor.h"
 #include "runtime/forward_ops.h"
+#include "planner/plan.h"
 #include "runtime/gpu_executor.h"
+#include "runtime/hybrid_executor.h"
+#include "runtime/streaming_executor.h"
 
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 
 namespace tandem {
+
+namespace {
+
+Result<std::optional<Plan>> load_plan_for(const Model& model, const std::filesystem::path& path) {
+  if (path.empty()) return std::optional<Plan>();
+  TANDEM_ASSIGN_OR_RETURN(Plan plan, load_plan(path));
+  if (!plan.model_hash.empty() && plan.model_hash != model.content_hash()) {
+    return make_error(ErrorCode::invalid_argument,
+                      "{}: the plan was made for model '{}' (hash {}), not for {} (hash {}): run `tandem plan` for "
+                      "this model",
+                      path.string(), plan.model_name, plan.model_hash, model.name(), model.content_hash());
+  }
+  return std::optional<Plan>(std::move(plan));
+}
+
+}  // namespace
 
 Result<std::unique_ptr<Executor>> make_executor(const Model& model, const ExecutorOptions& options) {
   std::unique_ptr<ForwardOps> ops;
@@ -16,12 +36,34 @@ Result<std::unique_ptr<Executor>> make_executor(const Model& model, const Execut
   } else if (options.cpu_ops != "fast") {
     return make_error(ErrorCode::invalid_argument, "unknown CPU ops '{}' (expected fast or plain)", options.cpu_ops);
   }
+  CachePolicyKind policy = CachePolicyKind::lru;
+  if (options.cache_policy == "frequency") {
+    policy = CachePolicyKind::frequency;
+  } else if (options.cache_policy != "lru") {
+    return make_error(ErrorCode::invalid_argument, "unknown --cache-policy '{}' (expected lru or frequency)",
+                      options.cache_policy);
+  }
+  TANDEM_ASSIGN_OR_RETURN(std::optional<Plan> plan, load_plan_for(model, options.plan));
+  if (options.placement == "cpu" && (options.mem_limit > 0 || plan || !options.trace.empty())) {
+    StreamingExecutorOptions so;
+    so.n_ctx = options.n_ctx;
+    so.n_ubatch = options.n_ubatch;
+    so.n_threads = options.n_threads;
+    so.cache_type = options.cache_type;
+    so.mem_limit = options.mem_limit;
+    so.plan = plan ? &*plan : nullptr;
+    so.policy = policy;
+    so.trace = options.trace;
+    if (options.cpu_ops == "plain") so.make_base_ops = [] { return make_cpu_ops(); };
+    return make_streaming_executor(model, so);
+  }
   if (options.placement == "cpu") {
     CpuExecutorOptions co;
     co.n_ctx = options.n_ctx;
     co.n_ubatch = options.n_ubatch;
     co.n_threads = options.n_threads;
     co.cache_type = options.cache_type;
+    co.transpose_down = options.transpose_down;
     TANDEM_ASSIGN_OR_RETURN(auto ex, CpuExecutor::create(model, co, std::move(ops)));
     return std::unique_ptr<Executor>(std::move(ex));
   }
@@ -36,7 +78,18 @@ Result<std::unique_ptr<Executor>> make_executor(const Model& model, const Execut
     return make_gpu_executor(model, go);
   }
   if (options.placement == "hybrid") {
-    return make_error(ErrorCode::unsupported, "--placement {} is not available in this build yet", options.placement);
+    HybridExecutorOptions ho;
+    ho.device = options.device;
+    ho.n_ctx = options.n_ctx;
+    ho.n_ubatch = options.n_ubatch;
+    ho.n_threads = options.n_threads;
+    ho.cache_type = options.cache_type;
+    ho.plan = plan ? &*plan : nullptr;  // read during creation only
+    ho.mem_limit = options.mem_limit;
+    ho.trace = options.trace;
+    ho.policy = policy;
+    if (options.cpu_ops == "plain") ho.make_base_ops = [] { return make_cpu_ops(); };
+    return make_hybrid_executor(model, ho);
   }
   return make_error(ErrorCode::invalid_argument, "unknown placement '{}' (expected cpu, gpu or hybrid)",
                     options.placement);

@@ -1,11 +1,14 @@
 // make_executor: the one place that turns the user's placement choice (`--placement`,
 // `--device`, `--plan`, `--mem-limit`) into an Executor (executor.h) for a loaded Model.
-//   cpu    : CpuExecutor (cpu_executor.h); with mem_limit or a plan, experts the memory
-//            cannot hold are streamed from the file instead.
+//   cpu    : CpuExecutor (cpu_executor.h); with --mem-limit, --plan or --trace the
+//            StreamingExecutor (streaming_executor.h): experts the memory cannot hold (or the
+//            plan puts in storage) are streamed from the file into a RAM cache, prefetched as
+//            soon as the router has chosen them.
 //   gpu    : every layer, the KV cache and the output head on one Vulkan device.
 //   hybrid : a placement plan (planner/plan.h) split between the GPU and the CPU.
 // Errors: invalid_argument for an unknown placement or cpu_ops name; the executors' own
-// (no Vulkan device, out of memory, a plan made for another model).
+// (no Vulkan device, out of memory); not_found / invalid_file for the plan file;
+// invalid_argument for a plan made for another model (its model_hash).
 #pragma once
 
 #include <cstdint>
@@ -31,6 +34,8 @@ struct ExecutorOptions {
   std::filesystem::path plan;     // --plan
   uint64_t mem_limit = 0;         // --mem-limit, bytes; 0 = none
   std::filesystem::path trace;    // --trace (Chrome trace JSON)
+  std::string cache_policy = "lru";
+  bool transpose_down = false;    // --transpose-down (cpu placement; cpu_executor.h)  // --cache-policy: lru | frequency (streamed experts' RAM cache)
 };
 
 // `model` must outlive the executor.

@@ -109,6 +109,8 @@ Result<std::unique_ptr<ExpertCache>> ExpertCache::create(const GgufFile& file,
   c->n_slots_ = c->per_layer_ ? options.n_slots_per_layer * c->n_layer_ : options.n_slots;
   c->partition_size_ = c->per_layer_ ? options.n_slots_per_layer : options.n_slots;
   c->slot_wait_ms_ = options.slot_wait_ms;
+  c->on_load_start_ = options.on_load_start;
+  c->on_load_done_ = options.on_load_done;
   c->slot_of_.assign(size_t{c->n_layer_} * c->n_expert_, -1);
   c->slots_.resize(size_t{c->n_slots_} + options.pinned.size());
   for (size_t s = 0; s < c->slots_.size(); ++s) {
@@ -212,6 +214,7 @@ std::shared_ptr<ExpertCache::Load> ExpertCache::start_load_locked(ExpertId id) {
   slot.load = std::make_shared<Load>();
   std::shared_ptr<Load> load = slot.load;
   slot_of_[key(id)] = s;
+  if (on_load_start_) on_load_start_(id);
   for (int m = 0; m < k_expert_matrices; ++m) {
     const MatrixLayout& ml = layout(id.layer, m);
     ReadRequest rq;
@@ -239,6 +242,7 @@ void ExpertCache::finish_read_locked(uint32_t s, int m, const Status& status) {
         fmt::format("loading layer {} expert {} ({})", slot.id.layer, slot.id.expert, layout(slot.id.layer, m).name));
   }
   if (--slot.reads_left != 0) return;
+  const ExpertId load_id = slot.id;
   std::shared_ptr<Load> load = std::move(slot.load);
   if (load->status.ok()) {
     slot.state = ExpertState::present;
@@ -255,6 +259,7 @@ void ExpertCache::finish_read_locked(uint32_t s, int m, const Status& status) {
     }
   }
   load->done = true;
+  if (on_load_done_) on_load_done_(load_id, load->status);
   cv_.notify_all();
 }
 

@@ -38,6 +38,7 @@
 
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -74,6 +75,12 @@ struct ExpertCacheOptions {
   FrequencyPolicyOptions frequency;  // for CachePolicyKind::frequency
   AsyncReaderOptions io;
   uint32_t slot_wait_ms = 30000;   // acquire(): longest wait for a dynamic slot to free up
+  // Optional hooks (traces): on_load_start when a load starts (just before its three reads
+  // are submitted), on_load_done when its last read completed (ok or the load's error). Called with the
+  // cache's lock held, on the submitting thread and on the reader's completion thread: keep
+  // them short and never call back into the cache.
+  std::function<void(ExpertId)> on_load_start;
+  std::function<void(ExpertId, const Status&)> on_load_done;
 };
 
 struct ExpertCacheStats {
@@ -194,6 +201,8 @@ class ExpertCache {
   uint64_t slot_bytes_ = 0;
   uint64_t region_offset_[k_expert_matrices] = {0, 0, 0};
   uint32_t slot_wait_ms_ = 0;
+  std::function<void(ExpertId)> on_load_start_;
+  std::function<void(ExpertId, const Status&)> on_load_done_;
   std::string path_;
   std::vector<MatrixLayout> layouts_;  // [layer][matrix]
 

@@ -8,6 +8,7 @@
 #include <numeric>
 
 #include "core/fp16.h"
+#include "cpu/kernel_table.h"
 
 namespace tandem {
 
@@ -40,7 +41,7 @@ Result<std::unique_ptr<Forward>> Forward::create(const ModelShape& shape, const 
                       shape.n_head, shape.n_head_kv, shape.n_rot, shape.n_embd_head_k, shape.n_expert_used,
                       shape.n_expert);
   }
-  if (!ops) ops = make_cpu_ops();
+  if (!ops) ops = make_fast_cpu_ops(cpu::kernels());  // make_cpu_ops() stays selectable (--cpu-ops plain)
   return std::unique_ptr<Forward>(new Forward(shape, weights, options, std::move(ops)));
 }
 

@@ -41,7 +41,7 @@ enum class LogitsRows { last, all };
 class Forward {
  public:
   // `shape` and `weights` must outlive the Forward (they view the model mapping).
-  // ops: nullptr = make_cpu_ops(). Errors: invalid_argument for n_ubatch == 0 or n_threads < 0.
+  // ops: nullptr = make_fast_cpu_ops(cpu::kernels()). Errors: invalid_argument for n_ubatch == 0 or n_threads < 0.
   static Result<std::unique_ptr<Forward>> create(const ModelShape& shape, const ModelWeights& weights,
                                                  const ForwardOptions& options,
                                                  std::unique_ptr<ForwardOps> ops = nullptr);

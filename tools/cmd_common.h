@@ -33,13 +33,14 @@ struct CommonOptions {
   std::string system_prompt;
   SamplerParams sampling;
   // Where the work runs (runtime/executor_factory.h).
-  std::string placement = "cpu";
+  std::string placement;  // "" = hybrid with --plan, else cpu
   std::string device;
   std::string cpu_ops = "fast";
   std::string plan;
   std::string mem_limit;
   std::string trace;
   std::string cache_policy = "lru";
+  bool transpose_down = false;
 };
 
 // with_trace: false for commands whose own --trace means something else (profile: the routing trace).
@@ -50,16 +51,20 @@ inline void add_model_options(CLI::App& sub, CommonOptions& o, bool with_trace =
   sub.add_option("--ubatch,--ubatch-size", o.n_ubatch, "tokens per ubatch (also -ub N)")->capture_default_str();
   sub.add_option("--cache-type-k,--cache-type-v", o.cache_type, "KV cache type for K and V: f16 or f32 (also -ctk/-ctv)")
       ->capture_default_str();
-  sub.add_option("--placement", o.placement, "where layers and experts run: cpu, gpu or hybrid")
-      ->capture_default_str();
+  sub.add_option("--placement", o.placement,
+                 "where layers and experts run: cpu, gpu or hybrid (default: hybrid with --plan, else cpu)");
   sub.add_option("--device", o.device,
                  "Vulkan device for gpu/hybrid: an index from `tandem devices`, or cpu for a software device "
                  "(default: the best discrete GPU, else the integrated one)");
   sub.add_option("--cpu-ops", o.cpu_ops, "CPU kernels: fast (SIMD kernel table, TANDEM_MAX_ISA caps it) or plain")
       ->capture_default_str();
-  sub.add_option("--plan", o.plan, "placement plan JSON from `tandem plan` (made for this model); with --placement cpu its GPU tiers run on the CPU");
+  sub.add_option("--plan", o.plan, "placement plan JSON from `tandem plan` (made for this model); with --placement cpu its GPU tiers "
+                 "run on the CPU");
   sub.add_option("--mem-limit", o.mem_limit,
                  "keep resident memory under SIZE (e.g. 1G): experts that do not fit are streamed from the file");
+  sub.add_flag("--transpose-down", o.transpose_down,
+               "transpose a standard-layout ffn_down_exps in memory at load, so the sparse FFN reads only active "
+               "neurons' rows (requantized: see `tandem convert --help` for the precision cost)");
   sub.add_option("--cache-policy", o.cache_policy,
                  "replacement policy of the streamed experts' RAM cache: lru or frequency (LRFU with the profile's prior)")
       ->capture_default_str();
@@ -146,7 +151,7 @@ inline Result<std::unique_ptr<Session>> open_session(const CommonOptions& o, con
   so.n_ubatch = o.n_ubatch;
   so.n_threads = o.n_threads;
   so.sampling = o.sampling;
-  so.executor.placement = o.placement;
+  so.executor.placement = !o.placement.empty() ? o.placement : (o.plan.empty() ? "cpu" : "hybrid");
   so.executor.device = o.device;
   so.executor.cpu_ops = o.cpu_ops;
   so.executor.plan = o.plan;
@@ -155,6 +160,7 @@ inline Result<std::unique_ptr<Session>> open_session(const CommonOptions& o, con
   }
   so.executor.trace = o.trace;
   so.executor.cache_policy = o.cache_policy;
+  so.executor.transpose_down = o.transpose_down;
   TANDEM_ASSIGN_OR_RETURN(auto session, Session::open(so));
   const ModelShape& sh = session->model().shape();
   std::fprintf(stderr,

@@ -148,6 +148,10 @@ struct RefRouting {
   std::vector<int32_t> ids;
   std::vector<float> weights;
 };
+// GCC 12 at -O3 reports a "potential null pointer dereference" inside vector::resize here (a
+// known false positive of -Wnull-dereference on inlined allocations).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wnull-dereference"
 inline RefRouting ref_top_k(uint32_t gating, const std::vector<float>& logits, int64_t n_expert, int64_t k) {
   const int64_t m = static_cast<int64_t>(logits.size()) / n_expert;
   RefRouting r;
@@ -175,6 +179,7 @@ inline RefRouting ref_top_k(uint32_t gating, const std::vector<float>& logits, i
   }
   return r;
 }
+#pragma GCC diagnostic pop
 
 // ggml_mul_mat_id reference: weights [ncols, nrows, n_expert] of t (contiguous), ids [n_used, m],
 // b [ncols, n_b1, m]; dst [nrows, n_used, m], f64 sums.

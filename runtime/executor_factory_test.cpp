@@ -1,0 +1,128 @@
+#include "runtime/executor_factory.h"
+
+#include <catch2/catch.hpp>
+
+#include <fstream>
+
+#include "runtime/cpu_executor.h"
+#include "runtime/forward_test_support.h"
+#include "support/test_support.h"
+
+using namespace tandem;
+
+namespace {
+
+ExecutorOptions small_options() {
+  ExecutorOptions o;
+  o.n_ctx = 64;
+  o.n_ubatch = 16;
+  o.n_threads = 2;
+  return o;
+}
+
+std::vector<float> eval_all(Executor& ex, std::span<const int32_t> tokens) {
+  std::vector<float> logits;
+  REQUIRE(ex.eval(tokens, LogitsRows::all, logits).ok());
+  return logits;
+}
+
+}  // namespace
+
+TEST_CASE("make_executor: cpu placement, fast and plain ops agree and count bytes", "[executor]") {
+  test::TempDir dir;
+  MakeModelOptions mo;
+  mo.dtype = DType::q8_0;
+  auto model = testing::make_and_load(mo, dir / "m.gguf");
+  REQUIRE(model.ok());
+  const auto tokens = testing::random_tokens(12, model->shape().n_vocab, 7);
+
+  ExecutorOptions fast = small_options();
+  auto ex_fast = make_executor(*model, fast);
+  REQUIRE(ex_fast.ok());
+  CHECK((*ex_fast)->placement() == "cpu");
+  ExecutorOptions plain = small_options();
+  plain.cpu_ops = "plain";
+  auto ex_plain = make_executor(*model, plain);
+  REQUIRE(ex_plain.ok());
+
+  const auto a = eval_all(**ex_fast, tokens);
+  const auto b = eval_all(**ex_plain, tokens);
+  // The router's f32 dot products sum in another order on the fast path, so a near-tied expert
+  // choice can flip on some row and move later rows' logits by ~1e-4 (tests/fast_path_test.cpp
+  // checks the exact agreement on its models); here the factory only has to hand out both sets.
+  CHECK(test::nmse(a, b) < 1e-3);
+  CHECK((*ex_fast)->n_past() == tokens.size());
+  const ExecutorCounters c = (*ex_fast)->counters();
+  CHECK(c.tokens == tokens.size());
+  CHECK(c.evals == 1);
+  CHECK(c.weight_bytes > 0);
+  CHECK(c.expert_bytes > 0);
+  CHECK(c.expert_bytes < c.weight_bytes);
+  (*ex_fast)->reset_counters();
+  CHECK((*ex_fast)->counters().weight_bytes == 0);
+  const auto lines = (*ex_fast)->memory_lines();
+  REQUIRE(lines.size() == 1);
+  CHECK(lines[0].device == "CPU");
+  CHECK(lines[0].detail.find("KV cache") != std::string::npos);
+}
+
+TEST_CASE("make_executor: --transpose-down at load matches the transposed file", "[executor][convert]") {
+  test::TempDir dir;
+  for (DType dt : {DType::f32, DType::q8_0}) {
+    MakeModelOptions std_opts;
+    std_opts.dtype = dt;
+    auto standard = testing::make_and_load(std_opts, dir / "standard.gguf");
+    REQUIRE(standard.ok());
+    REQUIRE(standard->shape().down_layout == DownLayout::standard);
+    const auto tokens = testing::random_tokens(10, standard->shape().n_vocab, 3);
+
+    ExecutorOptions plain_load = small_options();
+    auto ex0 = make_executor(*standard, plain_load);
+    REQUIRE(ex0.ok());
+    const auto reference = eval_all(**ex0, tokens);
+
+    ExecutorOptions opts = small_options();
+    opts.transpose_down = true;
+    auto ex1 = make_executor(*standard, opts);
+    REQUIRE(ex1.ok());
+    const auto lines = (*ex1)->memory_lines();
+    REQUIRE(lines.size() == 1);
+    CHECK(lines[0].detail.find("transposed at load") != std::string::npos);
+    const auto transposed = eval_all(**ex1, tokens);
+    // f32: a pure transposition, only the summation order of down changes. q8_0: requantized
+    // rows (runtime/convert.h states ~1e-5 on the expert outputs).
+    const double bound = dt == DType::f32 ? 1e-10 : 1e-3;
+    INFO(dtype_name(dt));
+    CHECK(test::nmse(transposed, reference) < bound);
+    CHECK(test::nmse(transposed, reference) >= 0.0);
+  }
+}
+
+TEST_CASE("make_executor: bad choices are named", "[executor]") {
+  test::TempDir dir;
+  auto model = testing::make_and_load(MakeModelOptions{}, dir / "m.gguf");
+  REQUIRE(model.ok());
+  auto expect_error = [&](ExecutorOptions o, const std::string& needle) {
+    auto r = make_executor(*model, o);
+    REQUIRE_FALSE(r.ok());
+    INFO(r.status().message());
+    CHECK(r.status().message().find(needle) != std::string::npos);
+  };
+  ExecutorOptions o = small_options();
+  o.placement = "tpu";
+  expect_error(o, "unknown placement 'tpu'");
+  o = small_options();
+  o.cpu_ops = "turbo";
+  expect_error(o, "unknown CPU ops 'turbo'");
+  o = small_options();
+  o.cache_policy = "random";
+  expect_error(o, "unknown --cache-policy 'random'");
+  o = small_options();
+  o.plan = dir / "missing-plan.json";
+  expect_error(o, "missing-plan.json");
+  {
+    std::ofstream(dir / "bad-plan.json") << "{ not json";
+    o.plan = dir / "bad-plan.json";
+    expect_error(o, "bad-plan.json");
+  }
+}
