@@ -17,6 +17,7 @@
 
 #include "gpu/testing/vulkan_fixture.h"
 #include "planner/plan.h"
+#include "runtime/executor_test_support.h"
 #include "runtime/forward_test_support.h"
 #include "runtime/hybrid_executor.h"
 #include "runtime/kv_cache.h"
@@ -25,55 +26,15 @@
 namespace tandem {
 namespace {
 
+using testing::argmax;
+using testing::EvalFn;
+using testing::greedy;
+using testing::Run;
+using testing::test_device;
+
 const bool k_probe = test::register_probe("vulkan", gpu::testing::vulkan_probe);
 
-const std::string& test_device() {
-  static const std::string choice = [] {
-    auto inst = gpu::Instance::create(gpu::GpuOptions{});
-    if (!inst.ok()) return std::string("cpu");
-    gpu::testing::pin_software_icd();
-    return gpu::testing::test_device_choice(**inst);
-  }();
-  return choice;
-}
-
 constexpr uint32_t k_n_ctx = 128;
-
-int32_t argmax(std::span<const float> v) {
-  return static_cast<int32_t>(std::max_element(v.begin(), v.end()) - v.begin());
-}
-
-struct Run {
-  std::vector<float> prompt_logits;  // (n_prompt, n_vocab)
-  std::vector<int32_t> generated;    // greedy
-  std::vector<float> decode_logits;  // the logits of every one-token step
-};
-
-using EvalFn = std::function<Status(std::span<const int32_t>, LogitsRows, std::vector<float>&)>;
-
-// The prompt (LogitsRows::all), then n_gen one-token evals of the greedy choice, or of
-// forced[i] (teacher forcing: both sides see the same tokens, argmaxes compare step by step).
-Run greedy(const EvalFn& eval, std::span<const int32_t> prompt, int n_gen,
-           const std::vector<int32_t>* forced = nullptr) {
-  Run r;
-  std::vector<float> logits;
-  Status st = eval(prompt, LogitsRows::all, logits);
-  INFO(st.message());
-  REQUIRE(st.ok());
-  r.prompt_logits = logits;
-  const size_t nv = logits.size() / prompt.size();
-  int32_t next = argmax(std::span<const float>(logits).subspan(logits.size() - nv));
-  for (int i = 0; i < n_gen; ++i) {
-    r.generated.push_back(next);
-    const int32_t tok[] = {forced ? (*forced)[static_cast<size_t>(i)] : next};
-    st = eval(tok, LogitsRows::last, logits);
-    INFO(st.message());
-    REQUIRE(st.ok());
-    r.decode_logits.insert(r.decode_logits.end(), logits.begin(), logits.end());
-    next = argmax(logits);
-  }
-  return r;
-}
 
 // Counts how often the router picks each (layer, expert): the "profile" of the hot-half plan.
 struct RoutingCounter final : ForwardObserver {
