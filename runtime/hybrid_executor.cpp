@@ -19,6 +19,7 @@
 #include "gpu/ops/mul_mat_vec_t_id.h"
 #include "gpu/ops/reglu.h"
 #include "planner/plan.h"
+#include "runtime/expert_read_trace.h"
 #include "runtime/expert_store.h"
 #include "runtime/forward_ops_fast.h"
 #include "runtime/gpu_executor_state.h"
@@ -52,9 +53,8 @@ struct HybridExecutor::Impl {
   const Model* model = nullptr;
   HybridExecutorOptions options;
   std::unique_ptr<Trace> trace;  // declared before the store: its read callbacks write spans
-  std::mutex load_mu;
-  std::unordered_map<uint64_t, int64_t> load_start_us;
   std::atomic<uint64_t> pass{0};
+  std::unique_ptr<ExpertReadTrace> read_trace;  // the cache's load hooks (needs trace, pass)
 
   GpuGraph g;  // attention, norms, KV cache, output head; its buffers are freed before the device
   std::vector<GpuExperts> experts;  // per layer
@@ -239,28 +239,8 @@ Result<std::unique_ptr<HybridExecutor>> HybridExecutor::create(const Model& mode
   ExpertCacheOptions co;
   co.policy = options.policy;
   if (m.trace) {
-    Impl* p = impl.get();
-    const uint32_t n_expert = sh.n_expert;
-    co.on_load_start = [p, n_expert](ExpertId id) {
-      const int64_t now = p->trace->now_us();
-      std::lock_guard lock(p->load_mu);
-      p->load_start_us[uint64_t(id.layer) * n_expert + uint64_t(id.expert)] = now;
-    };
-    co.on_load_done = [p, n_expert](ExpertId id, const Status& st) {
-      const int64_t now = p->trace->now_us();
-      int64_t start = now;
-      {
-        std::lock_guard lock(p->load_mu);
-        auto it = p->load_start_us.find(uint64_t(id.layer) * n_expert + uint64_t(id.expert));
-        if (it != p->load_start_us.end()) {
-          start = it->second;
-          p->load_start_us.erase(it);
-        }
-      }
-      p->trace->complete("read", "io", start, now - start,
-                         {{"layer", id.layer}, {"expert", id.expert}, {"pass", int64_t(p->pass.load())}},
-                         st.ok() ? std::string() : st.message());
-    };
+    m.read_trace = std::make_unique<ExpertReadTrace>(*m.trace, model, m.pass);
+    m.read_trace->install(co);
   }
   TANDEM_ASSIGN_OR_RETURN(m.store, ExpertStore::create(model, std::move(config), co));
   if (options.mem_limit > 0 && m.store->cache() != nullptr) {

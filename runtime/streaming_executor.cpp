@@ -8,6 +8,7 @@
 
 #include "core/log.h"
 #include "cpu/kernel_table.h"
+#include "runtime/expert_read_trace.h"
 #include "runtime/forward.h"
 #include "runtime/forward_ops_fast.h"
 #include "runtime/kv_cache.h"
@@ -78,9 +79,8 @@ struct StreamingExecutor::Impl {
   StreamingExecutorOptions options;
   // Declared first so that they outlive the cache, whose destructor runs the last callbacks.
   std::unique_ptr<Trace> trace;
-  std::mutex load_mu;
-  std::unordered_map<uint64_t, int64_t> load_start_us;  // key layer * n_expert + expert
   std::atomic<uint64_t> pass{0};
+  std::unique_ptr<ExpertReadTrace> read_trace;  // the cache's load hooks (needs trace, pass)
 
   std::unique_ptr<KvCache> kv;
   std::unique_ptr<ExpertStore> store;
@@ -176,35 +176,8 @@ Result<std::unique_ptr<StreamingExecutor>> make_streaming_executor_typed(
   co.frequency = options.frequency;
   co.io = options.io;
   if (impl->trace) {
-    StreamingExecutor::Impl* p = impl.get();
-    const uint32_t n_expert = shape.n_expert;
-    co.on_load_start = [p, n_expert](ExpertId id) {
-      const int64_t now = p->trace->now_us();
-      std::lock_guard lock(p->load_mu);
-      p->load_start_us[uint64_t(id.layer) * n_expert + uint64_t(id.expert)] = now;
-    };
-    co.on_load_done = [p, n_expert](ExpertId id, const Status& st) {
-      const int64_t now = p->trace->now_us();
-      int64_t start = now;
-      {
-        std::lock_guard lock(p->load_mu);
-        auto it = p->load_start_us.find(uint64_t(id.layer) * n_expert + uint64_t(id.expert));
-        if (it != p->load_start_us.end()) {
-          start = it->second;
-          p->load_start_us.erase(it);
-        }
-      }
-      const LayerWeights& lw = p->model->weights().layers[size_t(id.layer)];
-      const int64_t bytes = int64_t(
-          (lw.ffn_gate_exps.nbytes() + lw.ffn_up_exps.nbytes() + lw.ffn_down_exps.nbytes()) /
-          n_expert);
-      p->trace->complete("read", "io", start, now - start,
-                         {{"layer", id.layer},
-                          {"expert", id.expert},
-                          {"pass", int64_t(p->pass.load())},
-                          {"bytes", bytes}},
-                         st.ok() ? std::string() : st.message());
-    };
+    impl->read_trace = std::make_unique<ExpertReadTrace>(*impl->trace, model, impl->pass);
+    impl->read_trace->install(co);
   }
   TANDEM_ASSIGN_OR_RETURN(impl->store, ExpertStore::create(model, std::move(config), co));
   if (options.mem_limit > 0 && impl->store->cache() != nullptr) {
