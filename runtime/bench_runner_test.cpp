@@ -7,6 +7,7 @@
 
 #include <sstream>
 
+#include "gpu/testing/vulkan_fixture.h"
 #include "runtime/bench_runner.h"
 #include "runtime/model.h"
 #include "runtime/model_maker.h"
@@ -16,6 +17,10 @@ using namespace tandem;
 using Catch::Matchers::Contains;
 
 namespace {
+
+// The placement sweeps below create Vulkan instances whose GPU rows then fail cleanly; keep
+// lavapipe loaded so LeakSanitizer can see its per-instance buffer (gpu/testing/vulkan_fixture.h).
+const bool k_icd_pinned = gpu::testing::preload_software_icd();
 
 struct TinyModel {
   test::TempDir dir;

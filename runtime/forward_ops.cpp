@@ -8,6 +8,7 @@
 #include <tbb/parallel_for.h>
 
 #include <algorithm>
+#include <cstring>
 #include <cmath>
 #include <vector>
 
@@ -110,8 +111,15 @@ class CpuOps final : public ForwardOps {
     }
     if (w.dtype == DType::f32) {
       tbb::parallel_for(tbb::blocked_range<int64_t>(0, n, grain), [&](const tbb::blocked_range<int64_t>& r) {
+        std::vector<float> buf;  // rows of a view at an odd byte offset (GGUF data is aligned)
         for (int64_t o = r.begin(); o < r.end(); ++o) {
-          const float* row = reinterpret_cast<const float*>(w.row(o));
+          const uint8_t* raw = w.row(o);
+          const float* row = reinterpret_cast<const float*>(raw);
+          if (reinterpret_cast<uintptr_t>(raw) % alignof(float) != 0) {
+            buf.resize(static_cast<size_t>(k));
+            std::memcpy(buf.data(), raw, static_cast<size_t>(k) * sizeof(float));
+            row = buf.data();
+          }
           for (int64_t i = 0; i < m; ++i) y[i * n + o] = dot_f32(row, x + i * k, k);
         }
       });

@@ -330,7 +330,11 @@ struct Glue {
       float* yt = y + t * ys;
       int64_t i = 0;
       for (; i + L <= k; i += L) I::store(yt + i, I::fma(v, I::load(w + i), I::load(yt + i)));
-      for (; i < k; ++i) yt[i] += a[t] * w[i];
+      for (; i < k; ++i) {
+        float wi;  // the row may sit at any byte offset
+        std::memcpy(&wi, reinterpret_cast<const uint8_t*>(w + i), sizeof wi);
+        yt[i] += a[t] * wi;
+      }
     }
   }
 

@@ -73,9 +73,16 @@ float vec_dot_bf16_f32(int64_t k, const void* w, const float* x) {
   return static_cast<float>(sum);
 }
 
+// Weight rows may sit at any byte offset (kernel_table.h): read them through memcpy.
+float load_f32(const void* p, int64_t i) {
+  float v;
+  std::memcpy(&v, static_cast<const uint8_t*>(p) + 4 * i, 4);
+  return v;
+}
+
 float vec_dot_f32(int64_t k, const float* w, const float* x) {
   double sum = 0.0;
-  for (int64_t i = 0; i < k; ++i) sum += static_cast<double>(w[i] * x[i]);
+  for (int64_t i = 0; i < k; ++i) sum += static_cast<double>(load_f32(w, i) * x[i]);
   return static_cast<float>(sum);
 }
 
@@ -142,9 +149,8 @@ void axpy_q8_0_f32(int64_t k, int64_t n_tok, const float* a, const void* row, fl
 
 void axpy_f32(int64_t k, int64_t n_tok, const float* a, const void* row, float* y,
               int64_t y_stride) {
-  const auto* w = static_cast<const float*>(row);
   for (int64_t t = 0; t < n_tok; ++t) {
-    for (int64_t i = 0; i < k; ++i) y[t * y_stride + i] += a[t] * w[i];
+    for (int64_t i = 0; i < k; ++i) y[t * y_stride + i] += a[t] * load_f32(row, i);
   }
 }
 

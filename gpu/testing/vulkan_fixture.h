@@ -41,6 +41,13 @@ inline void pin_software_icd() {
   (void)dlopen("libvulkan_lvp.so", RTLD_LAZY | RTLD_NOLOAD | RTLD_NODELETE);
 }
 
+// The same for tests that create instances without a fixture and never pin (e.g. a placement
+// sweep whose GPU rows fail cleanly): loads the ICD once, never to be unloaded, so that every
+// later instance reuses it. Harmless where lavapipe is not installed.
+inline bool preload_software_icd() {
+  return dlopen("libvulkan_lvp.so", RTLD_LAZY | RTLD_NODELETE) != nullptr;
+}
+
 inline std::string test_device_choice(const Instance& inst) {
   auto automatic = select_device(inst.devices(), "auto");
   return automatic.ok() && automatic.value() ? "auto" : "cpu";
