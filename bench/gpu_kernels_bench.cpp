@@ -1,8 +1,10 @@
 // GPU kernel throughput on the chosen Vulkan device: mul_mat_vec GB/s per weight dtype
-// (weight bytes read per second, both reduction variants), staging upload bandwidth, and the
+// (weight bytes read per second, every shader variant the device runs: portable, subgroup,
+// intdot (its time includes the quantize_q8_1 of x), fp16), staging upload bandwidth, and the
 // attention / routing / expert kernels at SmallThinker-4B shapes (flash_attn decode and prompt,
 // set_rows, get_rows, top_k, mul_mat_id, moe_sum: microseconds per call and the GB/s of the
-// bytes each call must read), each beside a host memcpy bandwidth measured in the same run.
+// bytes each call must read; flash_attn, top_k and mul_mat_id per shader variant), each beside
+// a host memcpy bandwidth measured in the same run.
 //
 //   gpu_kernels_bench [--device auto|cpu|N] [--rows R] [--cols K] [--reps N]
 //
@@ -28,6 +30,7 @@
 #include "gpu/ops/moe_sum.h"
 #include "gpu/ops/mul_mat_id.h"
 #include "gpu/ops/mul_mat_vec.h"
+#include "gpu/ops/quantize_q8_1.h"
 #include "gpu/ops/set_rows.h"
 #include "gpu/ops/top_k.h"
 #include "gpu/staging_ring.h"
@@ -88,7 +91,7 @@ int main(int argc, char** argv) {
     t.push_back(seconds_since(t0));
   }
   const Stats host = stats(t);
-  fmt::print("{:<34} {:>9.2f} GB/s (read+write {:.2f} GB/s)\n", "host memcpy (reference)", ref_bytes / host.median / 1e9,
+  fmt::print("{:<44} {:>9.2f} GB/s (read+write {:.2f} GB/s)\n", "host memcpy (reference)", ref_bytes / host.median / 1e9,
              2.0 * ref_bytes / host.median / 1e9);
 
   auto pipelines = gpu::PipelineCache::create(d);
@@ -102,7 +105,9 @@ int main(int argc, char** argv) {
     auto wb = gpu::Buffer::create(d, bytes, gpu::MemoryIntent::device_weights, "weights");
     auto xb = gpu::Buffer::create(d, static_cast<uint64_t>(cols) * 4, gpu::MemoryIntent::shared, "x");
     auto db = gpu::Buffer::create(d, static_cast<uint64_t>(rows) * 4, gpu::MemoryIntent::readback, "dst");
-    if (!wb.ok() || !xb.ok() || !db.ok()) {
+    auto qb = gpu::Buffer::create(d, std::max<uint64_t>(4, gpu::ops::q8_1_bytes(cols, 1)), gpu::MemoryIntent::shared,
+                                  "q8_1");
+    if (!wb.ok() || !xb.ok() || !db.ok() || !qb.ok()) {
       fmt::print("{}: cannot allocate {} bytes\n", dtype_name(dt), bytes);
       continue;
     }
@@ -113,11 +118,17 @@ int main(int argc, char** argv) {
       for (auto& v : fill) v = static_cast<uint8_t>(rng() & 0x3b);
       (void)wb->write(fill.data(), bytes);
     }
-    for (auto variant : {gpu::ops::ReductionVariant::portable, gpu::ops::ReductionVariant::subgroup}) {
+    if (xb->host_data() != nullptr) {
+      std::vector<float> x(static_cast<size_t>(cols));
+      for (auto& v : x) v = static_cast<float>(rng() % 1000) / 1000.0f - 0.5f;
+      (void)xb->write(x.data(), x.size() * 4);
+    }
+    for (auto variant : gpu::ops::mul_mat_vec_variants(d, dt)) {
       auto name = gpu::ops::mul_mat_vec_variant(d, dt, variant);
       if (!name.ok()) continue;
       gpu::ops::MulMatVecOptions mo;
       mo.variant = variant;
+      if (variant == gpu::ops::ShaderVariant::intdot) mo.q8_1 = qb->slice();
       t.clear();
       for (int r = -1; r < reps; ++r) {  // r = -1: warm-up (pipeline build)
         if (!(*rec)->begin().ok()) return 1;
@@ -133,7 +144,7 @@ int main(int argc, char** argv) {
         if (r >= 0) t.push_back(sec);
       }
       const Stats st = stats(t);
-      fmt::print("{:<34} {:>9.2f} GB/s [{:.2f}, {:.2f}]  {:.3f} ms  ({:.1f} MiB weights)\n", *name,
+      fmt::print("{:<44} {:>9.2f} GB/s [{:.2f}, {:.2f}]  {:.3f} ms  ({:.1f} MiB weights)\n", *name,
                  bytes / st.median / 1e9, bytes / st.max / 1e9, bytes / st.min / 1e9, st.median * 1e3,
                  bytes / 1048576.0);
     }
@@ -169,7 +180,7 @@ int main(int argc, char** argv) {
     };
     auto report = [&](const std::string& name, const std::optional<Stats>& st, double bytes) {
       if (!st) return;
-      fmt::print("{:<34} {:>9.2f} GB/s [{:.2f}, {:.2f}]  {:.1f} us/call\n", name, bytes / st->median / 1e9,
+      fmt::print("{:<44} {:>9.2f} GB/s [{:.2f}, {:.2f}]  {:.1f} us/call\n", name, bytes / st->median / 1e9,
                  bytes / st->max / 1e9, bytes / st->min / 1e9, st->median * 1e6);
     };
     const int64_t hd = 128, n_head = 12, n_head_kv = 2, n_embd = 1536, n_ff = 768, n_expert = 32, k = 4;
@@ -189,13 +200,17 @@ int main(int argc, char** argv) {
         std::memcpy(pos->host_data(), p.data(), p.size() * 4);
         double positions = 0;
         for (int32_t v : p) positions += v + 1;
-        const auto st = time_op([&] {
-          return gpu::ops::flash_attn(**rec, q->slice(), kc->slice(), vc->slice(), DType::f16, pos->slice(), hd,
-                                      n_head, n_head_kv, n_ctx, m, 0, 0.088f, scratch->slice(), out->slice());
-        });
-        // K and V bytes the rows must read (per kv head; GQA heads share them in caches).
-        report(fmt::format("flash_attn_f16 m={} ({} pos)", m, m == 1 ? n_ctx : 512), st,
-               positions * static_cast<double>(hd * n_head_kv) * 2 * 2);
+        for (auto variant : gpu::ops::flash_attn_variants(d, DType::f16)) {
+          const auto st = time_op([&] {
+            return gpu::ops::flash_attn(**rec, q->slice(), kc->slice(), vc->slice(), DType::f16, pos->slice(), hd,
+                                        n_head, n_head_kv, n_ctx, m, 0, 0.088f, scratch->slice(), out->slice(),
+                                        variant);
+          });
+          // K and V bytes the rows must read (per kv head; GQA heads share them in caches).
+          report(fmt::format("flash_attn_f16 {} m={} ({} pos)", gpu::ops::shader_variant_name(variant), m,
+                             m == 1 ? n_ctx : 512),
+                 st, positions * static_cast<double>(hd * n_head_kv) * 2 * 2);
+        }
       }
       std::memcpy(pos->host_data(), std::vector<int32_t>{static_cast<int32_t>(n_ctx - 1)}.data(), 4);
       report("set_rows_f16 (k_cur, 1 token)", time_op([&] {
@@ -219,11 +234,14 @@ int main(int argc, char** argv) {
     auto wts = buffer(64 * k * 4, "weights");
     if (logits.ok() && ids.ok() && wts.ok()) {
       for (int64_t m : {int64_t{1}, int64_t{64}}) {
-        report(fmt::format("top_k sigmoid {}x{} k={}", n_expert, m, k), time_op([&] {
-                 return gpu::ops::top_k(**rec, ExpertGating::sigmoid, logits->slice(), n_expert, m, k, ids->slice(),
-                                        wts->slice());
-               }),
-               static_cast<double>(n_expert * m) * 4);
+        for (auto variant : gpu::ops::top_k_variants(d)) {
+          report(fmt::format("top_k {} sigmoid {}x{} k={}", gpu::ops::shader_variant_name(variant), n_expert, m, k),
+                 time_op([&] {
+                   return gpu::ops::top_k(**rec, ExpertGating::sigmoid, logits->slice(), n_expert, m, k,
+                                          ids->slice(), wts->slice(), variant);
+                 }),
+                 static_cast<double>(n_expert * m) * 4);
+        }
       }
     }
     const uint64_t exp_bytes = dtype_row_size(DType::q4_0, n_embd) * static_cast<uint64_t>(n_ff * n_expert);
@@ -234,11 +252,14 @@ int main(int argc, char** argv) {
       for (size_t i = 0; i < e.size(); ++i) e[i] = static_cast<int32_t>((i * 7) % n_expert);
       std::memcpy(ids->host_data(), e.data(), e.size() * 4);
       // Each of the k * m slots reads its expert's whole matrix (no sharing across tokens yet).
-      report("mul_mat_id_q4_0 1536x768 k=4 m=16", time_op([&] {
-               return gpu::ops::mul_mat_id(**rec, DType::q4_0, gate->slice(), n_embd, n_ff, n_expert, ids->slice(), k,
-                                           16, x->slice(), 1, h->slice());
-             }),
-             static_cast<double>(exp_bytes / n_expert) * k * 16);
+      for (auto variant : gpu::ops::mul_mat_id_variants(d, DType::q4_0)) {
+        report(fmt::format("mul_mat_id_q4_0 {} 1536x768 k=4 m=16", gpu::ops::shader_variant_name(variant)),
+               time_op([&] {
+                 return gpu::ops::mul_mat_id(**rec, DType::q4_0, gate->slice(), n_embd, n_ff, n_expert,
+                                             ids->slice(), k, 16, x->slice(), 1, h->slice(), variant);
+               }),
+               static_cast<double>(exp_bytes / n_expert) * k * 16);
+      }
     }
     auto eo = buffer(static_cast<uint64_t>(n_embd * k * 64) * 4, "expert_out");
     if (eo.ok() && wts.ok() && out.ok()) {
@@ -262,7 +283,7 @@ int main(int argc, char** argv) {
       if (r >= 0) t.push_back(seconds_since(t0));
     }
     const Stats st = stats(t);
-    fmt::print("{:<34} {:>9.2f} GB/s [{:.2f}, {:.2f}]  ({} MiB, {} queue)\n", "staging upload", up_bytes / st.median / 1e9,
+    fmt::print("{:<44} {:>9.2f} GB/s [{:.2f}, {:.2f}]  ({} MiB, {} queue)\n", "staging upload", up_bytes / st.median / 1e9,
                up_bytes / st.max / 1e9, up_bytes / st.min / 1e9, up_bytes >> 20,
                (*ring)->on_transfer_queue() ? "transfer" : "compute");
   }

@@ -55,12 +55,29 @@ Result<std::unique_ptr<Device>> Device::create(const Instance& instance, size_t 
   dev->host_import_ = caps.external_memory_host && caps.unified_memory && !opt.force_discrete && !opt.disable_host_import;
   if (dev->host_import_) extensions.push_back(VK_EXT_EXTERNAL_MEMORY_HOST_EXTENSION_NAME);
 
+  // Every shader feature DeviceCaps reports is enabled, so that a variant chosen from the caps
+  // (gpu/ops/shader_variant.h) never uses a capability the device was created without.
+  VkPhysicalDeviceVulkan11Features f11{};
+  f11.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_1_FEATURES;
+  f11.storageBuffer16BitAccess = caps.fp16 ? VK_TRUE : VK_FALSE;
   VkPhysicalDeviceVulkan12Features f12{};
   f12.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES;
   f12.timelineSemaphore = VK_TRUE;
+  f12.shaderFloat16 = caps.fp16 ? VK_TRUE : VK_FALSE;
+  f12.shaderInt8 = caps.int8 ? VK_TRUE : VK_FALSE;
+  f12.storageBuffer8BitAccess = caps.int8 ? VK_TRUE : VK_FALSE;
+  f11.pNext = &f12;
+  VkPhysicalDeviceShaderIntegerDotProductFeaturesKHR fdot{};
+  fdot.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_INTEGER_DOT_PRODUCT_FEATURES_KHR;
+  fdot.shaderIntegerDotProduct = VK_TRUE;
+  if (caps.integer_dot_product) {
+    // The instance asks for Vulkan 1.2, so the extension is enabled even on a 1.3 device.
+    extensions.push_back(VK_KHR_SHADER_INTEGER_DOT_PRODUCT_EXTENSION_NAME);
+    f12.pNext = &fdot;
+  }
   VkDeviceCreateInfo ci{};
   ci.sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO;
-  ci.pNext = &f12;
+  ci.pNext = &f11;
   ci.queueCreateInfoCount = n_queues;
   ci.pQueueCreateInfos = queues;
   ci.enabledExtensionCount = static_cast<uint32_t>(extensions.size());

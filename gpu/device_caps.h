@@ -46,11 +46,15 @@ struct DeviceCaps {
   // Every device-local heap is reachable through a host-visible type, or the device is
   // integrated / a CPU: weights can be used where the host put them.
   bool unified_memory = false;
+  // Shader features. Device::create enables every one reported here, and the ops pick their
+  // shader variants from them (gpu/ops/shader_variant.h).
   uint32_t subgroup_size = 0;
   bool subgroup_arithmetic = false;  // subgroupAdd etc. in compute shaders
   bool fp16 = false;                 // shaderFloat16 + storageBuffer16BitAccess
   bool int8 = false;                 // shaderInt8 + storageBuffer8BitAccess
-  bool integer_dot_product = false;  // VK_KHR_shader_integer_dot_product feature
+  // VK_KHR_shader_integer_dot_product (the extension: the instance asks for Vulkan 1.2) with
+  // shaderIntegerDotProduct.
+  bool integer_dot_product = false;
   bool external_memory_host = false;  // VK_EXT_external_memory_host
   uint64_t min_imported_host_pointer_alignment = 0;  // bytes; 0 without the extension
   bool timeline_semaphore = false;

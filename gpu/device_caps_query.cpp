@@ -52,8 +52,9 @@ DeviceCaps query_device_caps(VkPhysicalDevice pd, uint32_t index) {
   exts.resize(n_ext);
   c.external_memory_host = has_device_extension(exts, VK_EXT_EXTERNAL_MEMORY_HOST_EXTENSION_NAME);
   const bool v12 = props.apiVersion >= VK_API_VERSION_1_2;
-  const bool v13 = props.apiVersion >= VK_API_VERSION_1_3;
-  const bool dot_ext = v13 || has_device_extension(exts, VK_KHR_SHADER_INTEGER_DOT_PRODUCT_EXTENSION_NAME);
+  // The instance asks for Vulkan 1.2, so integer dot products need the extension enabled even
+  // where the device is 1.3 (Device::create enables it).
+  const bool dot_ext = has_device_extension(exts, VK_KHR_SHADER_INTEGER_DOT_PRODUCT_EXTENSION_NAME);
 
   if (props.apiVersion >= VK_API_VERSION_1_1) {
     // Property chain: only structures the device's API version (or an extension) defines.

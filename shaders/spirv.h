@@ -5,6 +5,9 @@
 // activation dtype, then a feature suffix when it needs one the device may lack:
 //   mul_mat_vec_q4_0_f32            portable (shared-memory reduction)
 //   mul_mat_vec_q4_0_f32_subgroup   needs subgroup arithmetic (DeviceCaps)
+//   mul_mat_vec_q4_0_f32_intdot     needs integer dot products; reads quantize_q8_1's blocks
+//   mul_mat_vec_f16_f32_fp16        needs shaderFloat16
+// (gpu/ops/shader_variant.h: which ops offer which, and how one is picked).
 // Feature variants exist only when the build's GLSL compiler supported the extension
 // (probed at configure time); the portable form of every op always exists.
 #pragma once

@@ -17,6 +17,12 @@ struct CombineParams {
 // The tile is the workgroup: one invocation per cache position of a tile, and each invocation
 // owns head_dim / 64 (<= 4) output dimensions of each of the workgroup's query heads.
 constexpr uint32_t k_wg = 64;
+constexpr ShaderVariant k_offered_f16[] = {ShaderVariant::fp16, ShaderVariant::subgroup};
+constexpr ShaderVariant k_offered_f32[] = {ShaderVariant::subgroup};
+
+std::span<const ShaderVariant> offered(DType kv_type) {
+  return kv_type == DType::f16 ? std::span<const ShaderVariant>(k_offered_f16) : k_offered_f32;
+}
 constexpr int64_t k_max_head_dim = 4 * k_wg;
 static_assert(k_flash_attn_chunk % k_wg == 0);
 
@@ -49,6 +55,12 @@ Result<uint32_t> cache_operand(const CommandRecorder& rec, const BufferSlice& sl
 
 }  // namespace
 
+std::vector<ShaderVariant> flash_attn_variants(const Device& device, DType kv_type) {
+  if (kv_type != DType::f16 && kv_type != DType::f32) return {};
+  return runnable_variants(device.caps(), kv_type == DType::f16 ? "flash_attn_f16_f32" : "flash_attn_f32_f32",
+                           offered(kv_type));
+}
+
 uint64_t flash_attn_scratch_bytes(int64_t head_dim, int64_t n_head, int64_t n_ctx, int64_t m) {
   if (head_dim <= 0 || n_head <= 0 || n_ctx <= 0 || m <= 0 || !flash_attn_uses_split(m)) return 0;
   return static_cast<uint64_t>(m) * static_cast<uint64_t>(n_head) * n_chunks(n_ctx) *
@@ -58,7 +70,8 @@ uint64_t flash_attn_scratch_bytes(int64_t head_dim, int64_t n_head, int64_t n_ct
 Status flash_attn(CommandRecorder& rec, const BufferSlice& q, const BufferSlice& k_cache,
                   const BufferSlice& v_cache, DType kv_type, const BufferSlice& pos,
                   int64_t head_dim, int64_t n_head, int64_t n_head_kv, int64_t n_ctx, int64_t m,
-                  uint32_t n_swa, float scale, const BufferSlice& scratch, const BufferSlice& dst) {
+                  uint32_t n_swa, float scale, const BufferSlice& scratch, const BufferSlice& dst,
+                  ShaderVariant shader_variant) {
   constexpr const char* op = "flash_attn";
   if (kv_type != DType::f32 && kv_type != DType::f16) {
     return make_error(ErrorCode::unsupported, "{}: kv type {} (f16 or f32 only)", op,
@@ -101,11 +114,14 @@ Status flash_attn(CommandRecorder& rec, const BufferSlice& q, const BufferSlice&
   }
 
   const bool f16 = kv_type == DType::f16;
+  TANDEM_ASSIGN_OR_RETURN(std::string variant,
+                          pick_shader_variant(rec.device().caps(), op, f16 ? "flash_attn_f16_f32" : "flash_attn_f32_f32",
+                                              offered(kv_type), shader_variant));
   const uint32_t hb = heads_per_workgroup(n_head / n_head_kv);
   TANDEM_ASSIGN_OR_RETURN(
       const Pipeline* p,
       rec.pipelines().get(
-          {f16 ? "flash_attn_f16_f32" : "flash_attn_f32_f32", 6, sizeof(Params), {k_wg, hb}}));
+          {variant, 6, sizeof(Params), {k_wg, hb}}));
   const Params pc{static_cast<uint32_t>(head_dim),
                   static_cast<uint32_t>(n_head),
                   static_cast<uint32_t>(n_head_kv),

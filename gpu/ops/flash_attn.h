@@ -29,7 +29,12 @@
 //   n_head / n_head_kv that is <= 8: 6 for the 4B, 7 for the 21B), so K/V are read once per block.
 // Limits: head_dim in [1, 256]; n_head a multiple of n_head_kv; m <= 65535 (one dispatch
 // dimension); f16 caches need head_dim even. Variants "flash_attn_{f16,f32}_f32" and
-// "flash_attn_combine_f32".
+// "flash_attn_combine_f32", plus (gpu/ops/shader_variant.h):
+//   "..._subgroup"         the per-tile max / sum reductions through subgroupMax / subgroupAdd
+//   "flash_attn_f16_f32_fp16"  f16 caches: q rounded to f16, Q.K in f16 pairs and P.V as f16
+//                          products (p rounded to f16), both accumulated in f32; soft_max state
+//                          in f32. NMSE ~1e-6 against f64 (flash_attn_test.cpp).
+// Automatic: subgroup > portable (fp16 only on request, see shader_variant.h).
 // Errors: invalid_argument for shapes or slices that do not fit (naming the operand),
 // unsupported for another kv_type. Records only: the caller submits.
 #pragma once
@@ -38,6 +43,7 @@
 
 #include "core/dtype.h"
 #include "gpu/command_recorder.h"
+#include "gpu/ops/shader_variant.h"
 
 namespace tandem::gpu::ops {
 
@@ -51,7 +57,11 @@ inline bool flash_attn_uses_split(int64_t m) {
 Status flash_attn(CommandRecorder& rec, const BufferSlice& q, const BufferSlice& k_cache,
                   const BufferSlice& v_cache, DType kv_type, const BufferSlice& pos,
                   int64_t head_dim, int64_t n_head, int64_t n_head_kv, int64_t n_ctx, int64_t m,
-                  uint32_t n_swa, float scale, const BufferSlice& scratch, const BufferSlice& dst);
+                  uint32_t n_swa, float scale, const BufferSlice& scratch, const BufferSlice& dst,
+                  ShaderVariant variant = ShaderVariant::automatic);
+
+// The variants this device can run for `kv_type` (portable first).
+std::vector<ShaderVariant> flash_attn_variants(const Device& device, DType kv_type);
 
 // Bytes `scratch` must hold for these shapes: m * n_head * ceil(n_ctx / k_flash_attn_chunk) *
 // (head_dim + 2) * 4 when the split form is used, else 0 (then scratch may be an empty slice).

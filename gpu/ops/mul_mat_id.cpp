@@ -13,11 +13,18 @@ struct Params {
 };
 constexpr uint32_t k_wg = 64;
 
+constexpr ShaderVariant k_offered[] = {ShaderVariant::subgroup};
+
 }  // namespace
+
+std::vector<ShaderVariant> mul_mat_id_variants(const Device& device, DType wtype) {
+  return runnable_variants(device.caps(), fmt::format("mul_mat_id_{}_f32", dtype_name(wtype)), k_offered);
+}
 
 Status mul_mat_id(CommandRecorder& rec, DType wtype, const BufferSlice& weights, int64_t ncols,
                   int64_t nrows, int64_t n_expert, const BufferSlice& ids, int64_t n_used,
-                  int64_t m, const BufferSlice& b, int64_t n_b1, const BufferSlice& dst) {
+                  int64_t m, const BufferSlice& b, int64_t n_b1, const BufferSlice& dst,
+                  ShaderVariant shader_variant) {
   constexpr const char* op = "mul_mat_id";
   if (wtype != DType::f32 && wtype != DType::f16 && wtype != DType::q8_0 && wtype != DType::q4_0) {
     return make_error(ErrorCode::unsupported, "{}: weight type {} (f32, f16, q8_0, q4_0 only)", op,
@@ -54,7 +61,9 @@ Status mul_mat_id(CommandRecorder& rec, DType wtype, const BufferSlice& weights,
   TANDEM_ASSIGN_OR_RETURN(uint32_t b_off, f32_operand(rec, b, n_b, op, "b"));
   TANDEM_ASSIGN_OR_RETURN(uint32_t i_off, f32_operand(rec, ids, pairs, op, "ids"));
   TANDEM_ASSIGN_OR_RETURN(uint32_t d_off, f32_operand(rec, dst, n_dst, op, "dst"));
-  const std::string variant = fmt::format("mul_mat_id_{}_f32", dtype_name(wtype));
+  TANDEM_ASSIGN_OR_RETURN(std::string variant,
+                          pick_shader_variant(rec.device().caps(), op, fmt::format("mul_mat_id_{}_f32", dtype_name(wtype)),
+                                              k_offered, shader_variant));
   TANDEM_ASSIGN_OR_RETURN(const Pipeline* p,
                           rec.pipelines().get({variant, 4, sizeof(Params), {k_wg}}));
   const Params pc{static_cast<uint32_t>(ncols),

@@ -15,6 +15,7 @@
 #include "gpu/ops/reglu.h"
 #include "gpu/ops/top_k.h"
 #include "gpu/testing/reference.h"
+#include "gpu/testing/variants.h"
 #include "gpu/testing/vulkan_fixture.h"
 #include "support/test_support.h"
 
@@ -46,30 +47,37 @@ TEST_CASE("mul_mat_id matches ggml_mul_mat_id for every dtype", "[gpu][moe][mul_
   const Shape shapes[] = {
       {32, 1, 1, 1, 1}, {96, 33, 5, 4, 3}, {64, 64, 4, 2, 17}, {160, 65, 7, 3, 5}};
   for (DType t : {DType::f32, DType::f16, DType::q8_0, DType::q4_0}) {
-    for (const Shape& sh : shapes) {
-      for (bool broadcast : {true, false}) {
-        const int64_t n_b1 = broadcast ? 1 : sh.n_used;
-        const auto seed = static_cast<uint32_t>(sh.ncols + sh.nrows * 3 + sh.m * 11 +
-                                                static_cast<int>(t) + broadcast);
-        const auto w = testing::random_weights(t, sh.ncols, sh.nrows * sh.n_expert, seed);
-        const auto ids = random_ids(sh.n_used * sh.m, sh.n_expert, seed + 1);
-        const auto b = testing::random_f32(static_cast<size_t>(sh.ncols * n_b1 * sh.m), seed + 2);
-        const auto expected =
-            testing::ref_mul_mat_id(t, w, sh.ncols, sh.nrows, ids, sh.n_used, b, n_b1);
-        Buffer wb = make(fx, w.data(), w.size(), "ffn_gate_exps");
-        Buffer bb = make(fx, b.data(), b.size() * 4, "b");
-        Buffer ib = make(fx, ids.data(), ids.size() * 4, "expert_ids");
-        Buffer db = make(fx, nullptr, expected.size() * 4, "dst");
-        REQUIRE(fx.rec->begin().ok());
-        const Status s = ops::mul_mat_id(*fx.rec, t, wb.slice(), sh.ncols, sh.nrows, sh.n_expert,
-                                         ib.slice(), sh.n_used, sh.m, bb.slice(), n_b1, db.slice());
-        INFO(s.message());
-        REQUIRE(s.ok());
-        REQUIRE(fx.rec->submit_and_wait().ok());
-        const double err = test::nmse(testing::read_f32(db, expected.size()), expected);
-        INFO(fmt::format("{} [{}, {}, {}] n_used={} m={} n_b1={} nmse={:.3g}", dtype_name(t),
-                         sh.ncols, sh.nrows, sh.n_expert, sh.n_used, sh.m, n_b1, err));
-        REQUIRE(err < k_tol);
+    const auto variants = testing::variants_or_warn(
+        fx.device->caps(), ops::mul_mat_id_variants(*fx.device, t), {ops::ShaderVariant::subgroup},
+        fmt::format("mul_mat_id_{}_f32", dtype_name(t)));
+    for (ops::ShaderVariant variant : variants) {
+      for (const Shape& sh : shapes) {
+        for (bool broadcast : {true, false}) {
+          const int64_t n_b1 = broadcast ? 1 : sh.n_used;
+          const auto seed = static_cast<uint32_t>(sh.ncols + sh.nrows * 3 + sh.m * 11 +
+                                                  static_cast<int>(t) + broadcast);
+          const auto w = testing::random_weights(t, sh.ncols, sh.nrows * sh.n_expert, seed);
+          const auto ids = random_ids(sh.n_used * sh.m, sh.n_expert, seed + 1);
+          const auto b = testing::random_f32(static_cast<size_t>(sh.ncols * n_b1 * sh.m), seed + 2);
+          const auto expected =
+              testing::ref_mul_mat_id(t, w, sh.ncols, sh.nrows, ids, sh.n_used, b, n_b1);
+          Buffer wb = make(fx, w.data(), w.size(), "ffn_gate_exps");
+          Buffer bb = make(fx, b.data(), b.size() * 4, "b");
+          Buffer ib = make(fx, ids.data(), ids.size() * 4, "expert_ids");
+          Buffer db = make(fx, nullptr, expected.size() * 4, "dst");
+          REQUIRE(fx.rec->begin().ok());
+          const Status s =
+              ops::mul_mat_id(*fx.rec, t, wb.slice(), sh.ncols, sh.nrows, sh.n_expert, ib.slice(),
+                              sh.n_used, sh.m, bb.slice(), n_b1, db.slice(), variant);
+          INFO(s.message());
+          REQUIRE(s.ok());
+          REQUIRE(fx.rec->submit_and_wait().ok());
+          const double err = test::nmse(testing::read_f32(db, expected.size()), expected);
+          INFO(fmt::format("{} {} [{}, {}, {}] n_used={} m={} n_b1={} nmse={:.3g}", dtype_name(t),
+                           ops::shader_variant_name(variant), sh.ncols, sh.nrows, sh.n_expert,
+                           sh.n_used, sh.m, n_b1, err));
+          REQUIRE(err < k_tol);
+        }
       }
     }
   }

@@ -4,6 +4,7 @@
 
 #include <bit>
 
+#include "gpu/ops/mul_mat_vec_variant.h"
 #include "gpu/ops/op_common.h"
 #include "shaders/spirv.h"
 
@@ -18,31 +19,32 @@ bool supported(DType t) { return t == DType::f32 || t == DType::f16 || t == DTyp
 
 }  // namespace
 
-Result<std::string> mul_mat_vec_variant(const Device& device, DType wtype, ReductionVariant variant) {
+Result<std::string> mul_mat_vec_variant(const Device& device, DType wtype, ReductionVariant variant,
+                                        bool has_q8_1) {
   if (!supported(wtype)) {
     return make_error(ErrorCode::unsupported, "mul_mat_vec: weights of dtype {} are not supported on the GPU",
                       dtype_name(wtype));
   }
   const std::string base = fmt::format("mul_mat_vec_{}_f32", dtype_name(wtype));
-  const std::string sub = base + "_subgroup";
-  const bool can_subgroup = device.caps().subgroup_arithmetic && !shaders::find_spirv(sub).empty();
-  switch (variant) {
-    case ReductionVariant::portable: return base;
-    case ReductionVariant::subgroup:
-      if (!can_subgroup) {
-        return make_error(ErrorCode::not_found, "mul_mat_vec: '{}' unavailable (device subgroup arithmetic: {})", sub,
-                          device.caps().subgroup_arithmetic);
-      }
-      return sub;
-    case ReductionVariant::automatic: break;
-  }
-  return can_subgroup ? sub : base;
+  // An explicit intdot request is judged by the build and device; the missing slice is the op's
+  // argument error.
+  const bool with_intdot = has_q8_1 || variant == ShaderVariant::intdot;
+  return pick_shader_variant(device.caps(), "mul_mat_vec", base, detail::mul_mat_vec_offered(wtype, with_intdot),
+                             variant);
+}
+
+std::vector<ShaderVariant> mul_mat_vec_variants(const Device& device, DType wtype) {
+  if (!supported(wtype)) return {};
+  return runnable_variants(device.caps(), fmt::format("mul_mat_vec_{}_f32", dtype_name(wtype)),
+                           detail::mul_mat_vec_offered(wtype, true));
 }
 
 Status mul_mat_vec(CommandRecorder& rec, DType wtype, const BufferSlice& weights, int64_t ncols, int64_t nrows,
                    const BufferSlice& x, const BufferSlice& dst, const MulMatVecOptions& options) {
   constexpr const char* op = "mul_mat_vec";
-  TANDEM_ASSIGN_OR_RETURN(std::string variant, mul_mat_vec_variant(rec.device(), wtype, options.variant));
+  TANDEM_ASSIGN_OR_RETURN(std::string variant, mul_mat_vec_variant(rec.device(), wtype, options.variant,
+                                                                    options.q8_1.buffer != nullptr));
+  const bool intdot = variant.ends_with(shader_variant_suffix(ShaderVariant::intdot));
   if (ncols <= 0 || nrows <= 0 || ncols % dtype_block_size(wtype) != 0) {
     return make_error(ErrorCode::invalid_argument, "{}: shape [{}, {}] invalid for {} (block size {})", op, ncols,
                       nrows, dtype_name(wtype), dtype_block_size(wtype));
@@ -61,6 +63,10 @@ Status mul_mat_vec(CommandRecorder& rec, DType wtype, const BufferSlice& weights
   if (w_shift % 2 != 0) return make_error(ErrorCode::invalid_argument, "{}: weights are not 2-byte aligned", op);
   TANDEM_ASSIGN_OR_RETURN(uint32_t x_off, f32_operand(rec, x, static_cast<uint64_t>(ncols), op, "x"));
   TANDEM_ASSIGN_OR_RETURN(uint32_t d_off, f32_operand(rec, dst, static_cast<uint64_t>(nrows), op, "dst"));
+  if (intdot) {
+    // The shader reads q8_1 blocks in place of x; x_offset counts their words.
+    TANDEM_ASSIGN_OR_RETURN(x_off, detail::prepare_q8_1(rec, op, x, ncols, 1, options.q8_1, options.q8_1_ready));
+  }
 
   uint32_t wg = options.workgroup_size ? options.workgroup_size : 64;
   wg = std::min(wg, rec.device().caps().max_compute_workgroup_invocations);
@@ -69,7 +75,7 @@ Status mul_mat_vec(CommandRecorder& rec, DType wtype, const BufferSlice& weights
                           rec.pipelines().get({variant, 3, sizeof(Params), {wg}}));
   const Params pc{static_cast<uint32_t>(ncols), static_cast<uint32_t>(nrows), w_shift,
                   static_cast<uint32_t>(stride), x_off, d_off};
-  const BufferUse uses[] = {{weights, Access::read}, {x, Access::read}, {dst, Access::write}};
+  const BufferUse uses[] = {{weights, Access::read}, {intdot ? options.q8_1 : x, Access::read}, {dst, Access::write}};
   return rec.dispatch(*p, uses, push_bytes(pc), rec.grid_1d(static_cast<uint64_t>(nrows)));
 }
 

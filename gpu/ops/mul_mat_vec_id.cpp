@@ -2,7 +2,9 @@
 
 #include <fmt/format.h>
 
+#include "gpu/ops/mul_mat_vec_variant.h"
 #include "gpu/ops/op_common.h"
+#include "gpu/ops/quantize_q8_1.h"
 #include "shaders/spirv.h"
 
 namespace tandem::gpu::ops {
@@ -21,7 +23,9 @@ Status mul_mat_vec_id(CommandRecorder& rec, DType wtype, const BufferSlice& weig
                       bool broadcast_x, const BufferSlice& dst, const MulMatVecIdOptions& options) {
   constexpr const char* op = "mul_mat_vec_id";
   // Same dtype/variant rules as mul_mat_vec; only the name differs.
-  TANDEM_ASSIGN_OR_RETURN(std::string plain, mul_mat_vec_variant(rec.device(), wtype, options.variant));
+  TANDEM_ASSIGN_OR_RETURN(std::string plain, mul_mat_vec_variant(rec.device(), wtype, options.variant,
+                                                                  options.q8_1.buffer != nullptr));
+  const bool intdot = plain.ends_with(shader_variant_suffix(ShaderVariant::intdot));
   const std::string variant = "mul_mat_vec_id" + plain.substr(std::string_view("mul_mat_vec").size());
   if (shaders::find_spirv(variant).empty()) {
     return make_error(ErrorCode::not_found, "{}: shader variant '{}' is not in this build", op, variant);
@@ -52,13 +56,21 @@ Status mul_mat_vec_id(CommandRecorder& rec, DType wtype, const BufferSlice& weig
   TANDEM_ASSIGN_OR_RETURN(uint32_t x_off, f32_operand(rec, x, nx, op, "x"));
   TANDEM_ASSIGN_OR_RETURN(uint32_t d_off, f32_operand(rec, dst, static_cast<uint64_t>(nrows) * n_slots, op, "dst"));
   TANDEM_ASSIGN_OR_RETURN(uint32_t i_off, f32_operand(rec, ids, static_cast<uint64_t>(n_slots), op, "ids"));
+  uint32_t x_slot_stride = broadcast_x ? 0u : static_cast<uint32_t>(ncols);
+  if (intdot) {
+    // The shader reads q8_1 blocks in place of x; offsets and strides count their words.
+    TANDEM_ASSIGN_OR_RETURN(x_off, detail::prepare_q8_1(rec, op, x, ncols, broadcast_x ? 1 : n_slots, options.q8_1,
+                                                        options.q8_1_ready));
+    x_slot_stride = broadcast_x ? 0u : static_cast<uint32_t>(q8_1_bytes(ncols, 1) / 4);
+  }
   TANDEM_ASSIGN_OR_RETURN(const Pipeline* p, rec.pipelines().get({variant, 4, sizeof(Params), {k_wg}}));
   const Params pc{static_cast<uint32_t>(ncols), static_cast<uint32_t>(nrows), w_shift, static_cast<uint32_t>(stride),
-                  x_off, d_off, static_cast<uint32_t>(estride), broadcast_x ? 0u : static_cast<uint32_t>(ncols),
+                  x_off, d_off, static_cast<uint32_t>(estride), x_slot_stride,
                   i_off, static_cast<uint32_t>(n_expert)};
   auto groups = rec.grid_1d(static_cast<uint64_t>(nrows));
   groups[2] = static_cast<uint32_t>(n_slots);
-  const BufferUse uses[] = {{weights, Access::read}, {x, Access::read}, {dst, Access::write}, {ids, Access::read}};
+  const BufferUse uses[] = {
+      {weights, Access::read}, {intdot ? options.q8_1 : x, Access::read}, {dst, Access::write}, {ids, Access::read}};
   return rec.dispatch(*p, uses, push_bytes(pc), groups);
 }
 

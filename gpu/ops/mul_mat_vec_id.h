@@ -7,7 +7,10 @@
 // x: broadcast_x ? [ncols] f32 shared by every slot : [ncols, n_slots] f32 (one row per slot,
 // as the down projection takes each expert's own activation). dst [nrows, n_slots] f32.
 // An id outside [0, n_expert) makes that slot's row NaN (ids live on the device: they cannot be
-// checked when recording). Variants as mul_mat_vec ("mul_mat_vec_id_<dtype>_f32[_subgroup]").
+// checked when recording). Variants and their selection as mul_mat_vec
+// ("mul_mat_vec_id_<dtype>_f32[_subgroup|_intdot|_fp16]"); the _intdot variants quantize x
+// (one row, or one per slot) into `q8_1`, which must hold q8_1_bytes(ncols, broadcast_x ? 1 :
+// n_slots) bytes.
 #pragma once
 
 #include "core/dtype.h"
@@ -20,6 +23,8 @@ struct MulMatVecIdOptions {
   uint64_t row_stride = 0;     // bytes; 0 = contiguous
   uint64_t expert_stride = 0;  // bytes; 0 = nrows * row_stride
   ReductionVariant variant = ReductionVariant::automatic;
+  BufferSlice q8_1;         // as MulMatVecOptions::q8_1
+  bool q8_1_ready = false;  // as MulMatVecOptions::q8_1_ready
 };
 
 Status mul_mat_vec_id(CommandRecorder& rec, DType wtype, const BufferSlice& weights, int64_t ncols, int64_t nrows,

@@ -9,8 +9,11 @@
 
 #include "gpu/ops/mul_mat_vec_id.h"
 #include "gpu/ops/mul_mat_vec_t_id.h"
+#include "gpu/ops/quantize_q8_1.h"
 #include "gpu/ops/reglu.h"
 #include "gpu/testing/reference.h"
+#include "gpu/testing/reference_q8.h"
+#include "gpu/testing/variants.h"
 #include "gpu/testing/vulkan_fixture.h"
 #include "support/test_support.h"
 
@@ -18,6 +21,12 @@ namespace tandem::gpu {
 namespace {
 
 constexpr double k_tol = 1e-10;  // same bits dequantized both sides; f32 vs f64 accumulation
+// intdot: against the reference over the CPU-quantized activations (reference_q8.h), so the
+// f32-vs-f64 bound holds. fp16: f16 products and 8-term sums (mul_mat_vec_test.cpp: NMSE ~2e-7,
+// a single cancelling row up to ~2e-5).
+double tolerance(ops::ShaderVariant v) {
+  return v == ops::ShaderVariant::fp16 ? 1e-4 : k_tol;
+}
 constexpr DType k_dtypes[] = {DType::f32, DType::f16, DType::q8_0, DType::q4_0};
 
 Buffer make(testing::VulkanFixture& fx, const void* data, size_t bytes, const char* name) {
@@ -28,14 +37,15 @@ Buffer make(testing::VulkanFixture& fx, const void* data, size_t bytes, const ch
 
 // dst[s] = W[ids[s]] x_s, x_s = x (broadcast) or x row s.
 std::vector<float> ref_id(DType t, const std::vector<uint8_t>& w, int64_t k, int64_t rows,
-                          const std::vector<int32_t>& ids, const std::vector<float>& x, bool broadcast) {
+                          const std::vector<int32_t>& ids, const std::vector<float>& x,
+                          bool broadcast) {
   const size_t matrix = dtype_row_size(t, k) * static_cast<size_t>(rows);
   std::vector<float> out;
   for (size_t s = 0; s < ids.size(); ++s) {
     const std::vector<float> xs(x.begin() + (broadcast ? 0 : static_cast<int64_t>(s) * k),
                                 x.begin() + (broadcast ? 0 : static_cast<int64_t>(s) * k) + k);
-    const auto y = testing::ref_mul_mat(t, w.data() + matrix * static_cast<size_t>(ids[s]), dtype_row_size(t, k), k,
-                                        rows, xs, 1);
+    const auto y = testing::ref_mul_mat(t, w.data() + matrix * static_cast<size_t>(ids[s]),
+                                        dtype_row_size(t, k), k, rows, xs, 1);
     out.insert(out.end(), y.begin(), y.end());
   }
   return out;
@@ -45,36 +55,52 @@ TEST_CASE("mul_mat_vec_id matches the reference for every dtype and variant", "[
   auto& fx = testing::fixture();
   INFO(fx.error);
   REQUIRE(fx.device);
-  std::vector<ops::ReductionVariant> variants = {ops::ReductionVariant::portable};
-  if (ops::mul_mat_vec_variant(*fx.device, DType::f32, ops::ReductionVariant::subgroup).ok()) {
-    variants.push_back(ops::ReductionVariant::subgroup);
-  }
+  using ops::ShaderVariant;
   const int64_t n_expert = 5;
   const std::vector<int32_t> ids = {3, 0, 4, 3};  // repeats allowed
   for (DType t : k_dtypes) {
+    const auto variants = testing::variants_or_warn(
+        fx.device->caps(), ops::mul_mat_vec_variants(*fx.device, t),
+        t == DType::f16
+            ? std::initializer_list<ShaderVariant>{ShaderVariant::subgroup, ShaderVariant::fp16}
+        : t == DType::f32
+            ? std::initializer_list<ShaderVariant>{ShaderVariant::subgroup}
+            : std::initializer_list<ShaderVariant>{ShaderVariant::subgroup, ShaderVariant::intdot},
+        fmt::format("mul_mat_vec_id_{}_f32", dtype_name(t)));
     for (auto variant : variants) {
       for (int64_t rows : {1, 33, 257}) {
-        for (int64_t k : {32, 96}) {
+        for (int64_t k : {32, 96, 37}) {  // 37: f32 / f16 tails (fp16 steps of 8)
+          if (k % dtype_block_size(t) != 0) continue;
           for (bool broadcast : {true, false}) {
-            const auto seed = static_cast<uint32_t>(rows * 13 + k + static_cast<int>(t) * 7 + broadcast);
+            const auto seed =
+                static_cast<uint32_t>(rows * 13 + k + static_cast<int>(t) * 7 + broadcast);
             const auto w = testing::random_weights(t, k, rows * n_expert, seed);
-            const auto x = testing::random_f32(static_cast<size_t>(k) * (broadcast ? 1 : ids.size()), seed + 1);
-            const auto expected = ref_id(t, w, k, rows, ids, x, broadcast);
+            const auto x = testing::random_f32(
+                static_cast<size_t>(k) * (broadcast ? 1 : ids.size()), seed + 1);
+            const bool intdot = variant == ShaderVariant::intdot;
+            const auto expected =
+                ref_id(t, w, k, rows, ids, intdot ? testing::q8_values(x) : x, broadcast);
             Buffer wb = make(fx, w.data(), w.size(), "ffn_up_exps");
             Buffer xb = make(fx, x.data(), x.size() * 4, "x");
             Buffer ib = make(fx, ids.data(), ids.size() * 4, "expert_ids");
             Buffer db = make(fx, nullptr, expected.size() * 4, "dst");
+            const uint64_t q_bytes =
+                ops::q8_1_bytes(k, broadcast ? 1 : static_cast<int64_t>(ids.size()));
+            Buffer qb = make(fx, nullptr, std::max<uint64_t>(q_bytes, 4), "q8_1");
             REQUIRE(fx.rec->begin().ok());
             ops::MulMatVecIdOptions o;
             o.variant = variant;
-            const Status s = ops::mul_mat_vec_id(*fx.rec, t, wb.slice(), k, rows, n_expert, ib.slice(),
-                                                 static_cast<int64_t>(ids.size()), xb.slice(), broadcast, db.slice(), o);
+            if (intdot) o.q8_1 = qb.slice();
+            const Status s = ops::mul_mat_vec_id(*fx.rec, t, wb.slice(), k, rows, n_expert,
+                                                 ib.slice(), static_cast<int64_t>(ids.size()),
+                                                 xb.slice(), broadcast, db.slice(), o);
             INFO(s.message());
             REQUIRE(s.ok());
             REQUIRE(fx.rec->submit_and_wait().ok());
             const double err = test::nmse(testing::read_f32(db, expected.size()), expected);
-            INFO(fmt::format("{} rows={} k={} broadcast={} nmse={:.3g}", dtype_name(t), rows, k, broadcast, err));
-            REQUIRE(err < k_tol);
+            INFO(fmt::format("{} {} rows={} k={} broadcast={} nmse={:.3g}", dtype_name(t),
+                             ops::shader_variant_name(variant), rows, k, broadcast, err));
+            REQUIRE(err < tolerance(variant));
           }
         }
       }
@@ -94,7 +120,8 @@ TEST_CASE("mul_mat_vec_id turns an out-of-range expert id into NaN, not a bad re
   Buffer ib = make(fx, ids.data(), ids.size() * 4, "ids");
   Buffer db = make(fx, nullptr, 9 * 4, "dst");
   REQUIRE(fx.rec->begin().ok());
-  REQUIRE(ops::mul_mat_vec_id(*fx.rec, DType::q4_0, wb.slice(), 32, 3, 2, ib.slice(), 3, xb.slice(), true, db.slice())
+  REQUIRE(ops::mul_mat_vec_id(*fx.rec, DType::q4_0, wb.slice(), 32, 3, 2, ib.slice(), 3, xb.slice(),
+                              true, db.slice())
               .ok());
   REQUIRE(fx.rec->submit_and_wait().ok());
   const auto out = testing::read_f32(db, 9);
@@ -103,7 +130,8 @@ TEST_CASE("mul_mat_vec_id turns an out-of-range expert id into NaN, not a bad re
   REQUIRE(fx.messages() == 0);
 }
 
-TEST_CASE("dense ReGLU expert FFN from mul_mat_vec_id + reglu matches the reference", "[gpu][moe]") {
+TEST_CASE("dense ReGLU expert FFN from mul_mat_vec_id + reglu matches the reference",
+          "[gpu][moe]") {
   auto& fx = testing::fixture();
   REQUIRE(fx.device);
   // SmallThinker-like miniature: n_embd 96, n_ff_exp 64, 6 experts, 3 used; standard down
@@ -119,7 +147,8 @@ TEST_CASE("dense ReGLU expert FFN from mul_mat_vec_id + reglu matches the refere
     const auto g = ref_id(t, gate, n_embd, n_ff, ids, x, true);
     const auto u = ref_id(t, up, n_embd, n_ff, ids, x, true);
     std::vector<float> h(g.size());
-    for (size_t i = 0; i < h.size(); ++i) h[i] = static_cast<float>(std::max(0.0, static_cast<double>(g[i])) * u[i]);
+    for (size_t i = 0; i < h.size(); ++i)
+      h[i] = static_cast<float>(std::max(0.0, static_cast<double>(g[i])) * u[i]);
     const auto expected = ref_id(t, down, n_ff, n_embd, ids, h, false);
 
     Buffer gb = make(fx, gate.data(), gate.size(), "ffn_gate_exps");
@@ -131,13 +160,16 @@ TEST_CASE("dense ReGLU expert FFN from mul_mat_vec_id + reglu matches the refere
     Buffer uout = make(fx, nullptr, static_cast<size_t>(n_ff * n_used) * 4, "up_out");
     Buffer yout = make(fx, nullptr, static_cast<size_t>(n_embd * n_used) * 4, "down_out");
     REQUIRE(fx.rec->begin().ok());
-    REQUIRE(ops::mul_mat_vec_id(*fx.rec, t, gb.slice(), n_embd, n_ff, n_expert, ib.slice(), n_used, xb.slice(), true,
-                                gout.slice()).ok());
-    REQUIRE(ops::mul_mat_vec_id(*fx.rec, t, ub.slice(), n_embd, n_ff, n_expert, ib.slice(), n_used, xb.slice(), true,
-                                uout.slice()).ok());
+    REQUIRE(ops::mul_mat_vec_id(*fx.rec, t, gb.slice(), n_embd, n_ff, n_expert, ib.slice(), n_used,
+                                xb.slice(), true, gout.slice())
+                .ok());
+    REQUIRE(ops::mul_mat_vec_id(*fx.rec, t, ub.slice(), n_embd, n_ff, n_expert, ib.slice(), n_used,
+                                xb.slice(), true, uout.slice())
+                .ok());
     REQUIRE(ops::reglu(*fx.rec, gout.slice(), uout.slice(), n_ff * n_used, gout.slice()).ok());
-    REQUIRE(ops::mul_mat_vec_id(*fx.rec, t, dwb.slice(), n_ff, n_embd, n_expert, ib.slice(), n_used, gout.slice(),
-                                false, yout.slice()).ok());
+    REQUIRE(ops::mul_mat_vec_id(*fx.rec, t, dwb.slice(), n_ff, n_embd, n_expert, ib.slice(), n_used,
+                                gout.slice(), false, yout.slice())
+                .ok());
     REQUIRE(fx.rec->submit_and_wait().ok());
     const double err = test::nmse(testing::read_f32(yout, expected.size()), expected);
     INFO(fmt::format("{} nmse={:.3g}", dtype_name(t), err));
@@ -147,14 +179,15 @@ TEST_CASE("dense ReGLU expert FFN from mul_mat_vec_id + reglu matches the refere
   REQUIRE(fx.messages() == 0);
 }
 
-TEST_CASE("ReLU-sparse down projection over transposed experts matches the reference", "[gpu][moe]") {
+TEST_CASE("ReLU-sparse down projection over transposed experts matches the reference",
+          "[gpu][moe]") {
   auto& fx = testing::fixture();
   REQUIRE(fx.device);
   const int64_t n_expert = 4;
   const std::vector<int32_t> ids = {2, 0, 3};
   const auto n_slots = static_cast<int64_t>(ids.size());
   for (DType t : k_dtypes) {
-    for (int64_t nout : {32, 96, 1536 + 32}) {      // below, above and far above the 64-wide workgroup
+    for (int64_t nout : {32, 96, 1536 + 32}) {  // below, above and far above the 64-wide workgroup
       for (int64_t nin : {1, 33, 64}) {
         const auto seed = static_cast<uint32_t>(nout * 3 + nin + static_cast<int>(t));
         // weights ne = [nout, nin, n_expert]: nin * n_expert rows of nout elements
@@ -180,8 +213,8 @@ TEST_CASE("ReLU-sparse down projection over transposed experts matches the refer
         Buffer ib = make(fx, ids.data(), ids.size() * 4, "expert_ids");
         Buffer db = make(fx, nullptr, expected.size() * 4, "dst");
         REQUIRE(fx.rec->begin().ok());
-        const Status st = ops::mul_mat_vec_t_id(*fx.rec, t, wb.slice(), nout, nin, n_expert, ib.slice(), n_slots,
-                                                hb.slice(), db.slice());
+        const Status st = ops::mul_mat_vec_t_id(*fx.rec, t, wb.slice(), nout, nin, n_expert,
+                                                ib.slice(), n_slots, hb.slice(), db.slice());
         INFO(st.message());
         REQUIRE(st.ok());
         REQUIRE(fx.rec->submit_and_wait().ok());

@@ -10,11 +10,17 @@ struct Params {
 };
 // One workgroup per row; 64 invocations scan up to 16 experts each at the 1024 limit.
 constexpr uint32_t k_wg = 64;
+constexpr ShaderVariant k_offered[] = {ShaderVariant::subgroup};
 
 }  // namespace
 
+std::vector<ShaderVariant> top_k_variants(const Device& device) {
+  return runnable_variants(device.caps(), "top_k_f32", k_offered);
+}
+
 Status top_k(CommandRecorder& rec, ExpertGating gating, const BufferSlice& logits, int64_t n_expert,
-             int64_t m, int64_t k, const BufferSlice& ids, const BufferSlice& weights) {
+             int64_t m, int64_t k, const BufferSlice& ids, const BufferSlice& weights,
+             ShaderVariant shader_variant) {
   constexpr const char* op = "top_k";
   if (gating != ExpertGating::softmax && gating != ExpertGating::sigmoid) {
     return make_error(ErrorCode::invalid_argument, "{}: gating must be softmax or sigmoid (got {})",
@@ -30,8 +36,9 @@ Status top_k(CommandRecorder& rec, ExpertGating gating, const BufferSlice& logit
   TANDEM_ASSIGN_OR_RETURN(uint32_t l_off, f32_operand(rec, logits, n_logits, op, "logits"));
   TANDEM_ASSIGN_OR_RETURN(uint32_t i_off, f32_operand(rec, ids, n_out, op, "ids"));
   TANDEM_ASSIGN_OR_RETURN(uint32_t w_off, f32_operand(rec, weights, n_out, op, "weights"));
-  TANDEM_ASSIGN_OR_RETURN(const Pipeline* p,
-                          rec.pipelines().get({"top_k_f32", 3, sizeof(Params), {k_wg}}));
+  TANDEM_ASSIGN_OR_RETURN(std::string variant,
+                          pick_shader_variant(rec.device().caps(), op, "top_k_f32", k_offered, shader_variant));
+  TANDEM_ASSIGN_OR_RETURN(const Pipeline* p, rec.pipelines().get({variant, 3, sizeof(Params), {k_wg}}));
   const Params pc{static_cast<uint32_t>(n_expert),
                   static_cast<uint32_t>(m),
                   static_cast<uint32_t>(k),

@@ -7,7 +7,8 @@
 // Shapes (ggml ne order): logits [n_expert, m] f32; ids [k, m] i32; weights [k, m] f32 — the
 // layout mul_mat_vec_id / mul_mat_id / moe_sum take (ids of token r at [r*k, r*k + k)).
 // Limits: 1 <= n_expert <= k_top_k_max_expert (1024, one workgroup per row holding the row in
-// shared memory), 1 <= k <= n_expert, m <= 65535 * 65535. Variant "top_k_f32".
+// shared memory), 1 <= k <= n_expert, m <= 65535 * 65535. Variants "top_k_f32" and
+// "top_k_f32_subgroup" (subgroup arg-max; same result), chosen as gpu/ops/shader_variant.h says.
 // Errors: invalid_argument for shapes, slices or gating none. Records only.
 #pragma once
 
@@ -15,12 +16,17 @@
 
 #include "core/model_shape.h"
 #include "gpu/command_recorder.h"
+#include "gpu/ops/shader_variant.h"
 
 namespace tandem::gpu::ops {
 
 inline constexpr int64_t k_top_k_max_expert = 1024;
 
 Status top_k(CommandRecorder& rec, ExpertGating gating, const BufferSlice& logits, int64_t n_expert,
-             int64_t m, int64_t k, const BufferSlice& ids, const BufferSlice& weights);
+             int64_t m, int64_t k, const BufferSlice& ids, const BufferSlice& weights,
+             ShaderVariant variant = ShaderVariant::automatic);
+
+// The variants this device can run (portable first).
+std::vector<ShaderVariant> top_k_variants(const Device& device);
 
 }  // namespace tandem::gpu::ops

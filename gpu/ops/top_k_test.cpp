@@ -2,7 +2,9 @@
 // cpu/reference/ops.h route(), softmax and sigmoid gating, n_expert below / at / above the
 // 64-invocation workgroup up to the 1024 limit, k from 1 to n_expert. Ids are compared as a
 // ranking that may swap experts whose probabilities tie within f32 rounding; integer logits
-// (exact ties) must give exactly the reference order (ties to the lower index). Validation on.
+// (exact ties) must give exactly the reference order (ties to the lower index). Each shader
+// variant the device runs (portable; subgroup arg-max and softmax sums) is checked that way;
+// the others are WARNed as skipped. Validation on.
 #include <catch2/catch.hpp>
 
 #include <fmt/format.h>
@@ -13,6 +15,7 @@
 
 #include "gpu/ops/top_k.h"
 #include "gpu/testing/reference.h"
+#include "gpu/testing/variants.h"
 #include "gpu/testing/vulkan_fixture.h"
 #include "support/test_support.h"
 
@@ -34,13 +37,14 @@ struct Out {
 };
 
 Out run(testing::VulkanFixture& fx, ExpertGating gating, const std::vector<float>& logits,
-        int64_t n_expert, int64_t k) {
+        int64_t n_expert, int64_t k, ops::ShaderVariant variant = ops::ShaderVariant::automatic) {
   const int64_t m = static_cast<int64_t>(logits.size()) / n_expert;
   Buffer lb = make(fx, logits.data(), logits.size() * 4, "ffn_gate_inp_out");
   Buffer ib = make(fx, nullptr, static_cast<size_t>(k * m) * 4, "ids");
   Buffer wb = make(fx, nullptr, static_cast<size_t>(k * m) * 4, "weights");
   REQUIRE(fx.rec->begin().ok());
-  const Status s = ops::top_k(*fx.rec, gating, lb.slice(), n_expert, m, k, ib.slice(), wb.slice());
+  const Status s =
+      ops::top_k(*fx.rec, gating, lb.slice(), n_expert, m, k, ib.slice(), wb.slice(), variant);
   INFO(s.message());
   REQUIRE(s.ok());
   REQUIRE(fx.rec->submit_and_wait().ok());
@@ -55,39 +59,45 @@ TEST_CASE("top_k matches the router reference (softmax and sigmoid)", "[gpu][top
   auto& fx = testing::fixture();
   INFO(fx.error);
   REQUIRE(fx.device);
-  for (ExpertGating gating : {ExpertGating::softmax, ExpertGating::sigmoid}) {
-    for (int64_t n_expert : {1, 4, 32, 63, 64, 65, 128, 1024}) {
-      for (int64_t k : {int64_t{1}, int64_t{4}, int64_t{6}, n_expert}) {
-        if (k > n_expert) continue;
-        for (int64_t m : {1, 3, 17}) {
-          const auto seed =
-              static_cast<uint32_t>(n_expert * 31 + k * 7 + m + static_cast<int>(gating));
-          const auto logits =
-              testing::random_f32(static_cast<size_t>(n_expert * m), seed, -6.f, 6.f);
-          const auto ref = testing::ref_top_k(static_cast<uint32_t>(gating), logits, n_expert, k);
-          const Out out = run(fx, gating, logits, n_expert, k);
-          INFO(fmt::format("gating={} n_expert={} k={} m={}", static_cast<int>(gating), n_expert, k,
-                           m));
-          for (int64_t r = 0; r < m; ++r) {
-            const float* p = ref.probs.data() + r * n_expert;
-            std::set<int32_t> seen;
-            double sum = 0;
-            for (int64_t s = 0; s < k; ++s) {
-              const int32_t g = out.ids[static_cast<size_t>(r * k + s)];
-              const int32_t e = ref.ids[static_cast<size_t>(r * k + s)];
-              INFO(fmt::format("row {} slot {}: gpu {} ref {}", r, s, g, e));
-              REQUIRE(g >= 0);
-              REQUIRE(g < n_expert);
-              REQUIRE(seen.insert(g).second);
-              // Slot s holds an expert whose probability ties the reference's s-th largest.
-              REQUIRE(std::abs(p[g] - p[e]) <= k_prob_tol * std::max(1.0f, p[e]));
-              sum += p[g];
-            }
-            for (int64_t s = 0; s < k; ++s) {
-              const double want =
-                  p[out.ids[static_cast<size_t>(r * k + s)]] / std::max(sum, 6.103515625e-5);
-              REQUIRE(std::abs(out.weights[static_cast<size_t>(r * k + s)] - want) <=
-                      k_prob_tol * 4 * std::max(1.0, want));
+  const auto variants =
+      testing::variants_or_warn(fx.device->caps(), ops::top_k_variants(*fx.device),
+                                {ops::ShaderVariant::subgroup}, "top_k_f32");
+  for (ops::ShaderVariant variant : variants) {
+    for (ExpertGating gating : {ExpertGating::softmax, ExpertGating::sigmoid}) {
+      for (int64_t n_expert : {1, 4, 32, 63, 64, 65, 128, 1024}) {
+        for (int64_t k : {int64_t{1}, int64_t{4}, int64_t{6}, n_expert}) {
+          if (k > n_expert) continue;
+          for (int64_t m : {1, 3, 17}) {
+            const auto seed =
+                static_cast<uint32_t>(n_expert * 31 + k * 7 + m + static_cast<int>(gating));
+            const auto logits =
+                testing::random_f32(static_cast<size_t>(n_expert * m), seed, -6.f, 6.f);
+            const auto ref = testing::ref_top_k(static_cast<uint32_t>(gating), logits, n_expert, k);
+            const Out out = run(fx, gating, logits, n_expert, k, variant);
+            INFO(fmt::format("{} gating={} n_expert={} k={} m={}",
+                             ops::shader_variant_name(variant), static_cast<int>(gating), n_expert,
+                             k, m));
+            for (int64_t r = 0; r < m; ++r) {
+              const float* p = ref.probs.data() + r * n_expert;
+              std::set<int32_t> seen;
+              double sum = 0;
+              for (int64_t s = 0; s < k; ++s) {
+                const int32_t g = out.ids[static_cast<size_t>(r * k + s)];
+                const int32_t e = ref.ids[static_cast<size_t>(r * k + s)];
+                INFO(fmt::format("row {} slot {}: gpu {} ref {}", r, s, g, e));
+                REQUIRE(g >= 0);
+                REQUIRE(g < n_expert);
+                REQUIRE(seen.insert(g).second);
+                // Slot s holds an expert whose probability ties the reference's s-th largest.
+                REQUIRE(std::abs(p[g] - p[e]) <= k_prob_tol * std::max(1.0f, p[e]));
+                sum += p[g];
+              }
+              for (int64_t s = 0; s < k; ++s) {
+                const double want =
+                    p[out.ids[static_cast<size_t>(r * k + s)]] / std::max(sum, 6.103515625e-5);
+                REQUIRE(std::abs(out.weights[static_cast<size_t>(r * k + s)] - want) <=
+                        k_prob_tol * 4 * std::max(1.0, want));
+              }
             }
           }
         }
@@ -106,15 +116,21 @@ TEST_CASE("top_k breaks exact ties towards the lower index and ranks NaN last", 
     for (size_t i = 0; i < logits.size(); ++i)
       logits[i] = static_cast<float>((i * 7919) % 5);  // many exact ties
     const auto ref = testing::ref_top_k(static_cast<uint32_t>(gating), logits, n_expert, k);
-    const Out out = run(fx, gating, logits, n_expert, k);
-    REQUIRE(out.ids == ref.ids);
+    for (ops::ShaderVariant v : ops::top_k_variants(*fx.device)) {
+      INFO(ops::shader_variant_name(v));
+      const Out out = run(fx, gating, logits, n_expert, k, v);
+      REQUIRE(out.ids == ref.ids);
+    }
   }
   // sigmoid keeps a NaN logit to its own expert: it must never be chosen while numbers remain.
   std::vector<float> logits = testing::random_f32(40, 9);
   logits[3] = std::numeric_limits<float>::quiet_NaN();
   logits[3 + 20] = std::numeric_limits<float>::quiet_NaN();
-  const Out out = run(fx, ExpertGating::sigmoid, logits, 20, 19);
-  for (int32_t id : out.ids) REQUIRE(id != 3);
+  for (ops::ShaderVariant v : ops::top_k_variants(*fx.device)) {
+    INFO(ops::shader_variant_name(v));
+    const Out out = run(fx, ExpertGating::sigmoid, logits, 20, 19, v);
+    for (int32_t id : out.ids) REQUIRE(id != 3);
+  }
 
   Buffer b = make(fx, nullptr, 1 << 14, "any");
   REQUIRE(fx.rec->begin().ok());

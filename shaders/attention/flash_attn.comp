@@ -12,7 +12,19 @@
 // SPLIT == 0: one chunk covers the cache; dst = acc / l. SPLIT == 1: writes the partial
 // (acc[head_dim], m, l) to scratch[(i, h, c)]; flash_attn_combine merges them.
 // A pos outside [0, n_ctx) (or an empty window) yields l = 0: NaN in dst.
+// USE_SUBGROUP: the per-tile max / sum reductions use subgroupMax / subgroupAdd, then one
+// pass over the per-subgroup results, instead of the shared-memory tree.
+// USE_FP16 (KV_F16 only): q is held in shared memory as f16; Q.K multiplies f16vec2 pairs
+// (q_d, q_d+1) . (k_d, k_d+1) in f16 and adds each pair's sum to an f32 score; P.V multiplies
+// f16(p_j) * v_j in f16 and accumulates in f32. Max, sums, exp and the (m, l) state stay f32.
 #extension GL_GOOGLE_include_directive : require
+#ifdef USE_SUBGROUP
+#extension GL_KHR_shader_subgroup_basic : require
+#extension GL_KHR_shader_subgroup_arithmetic : require
+#endif
+#ifdef USE_FP16
+#extension GL_EXT_shader_explicit_arithmetic_types_float16 : require
+#endif
 
 layout(constant_id = 0) const uint WG_SIZE = 64;
 layout(constant_id = 1) const uint HB = 1;  // query heads per workgroup, divides n_head / n_head_kv
@@ -52,16 +64,50 @@ float load_v(uint e) { return unpackHalf2x16(vc[e >> 1] >> ((e & 1u) * 16u)).x; 
 #else
 #error "define KV_F32 or KV_F16"
 #endif
+#ifdef USE_FP16
+#ifndef KV_F16
+#error "USE_FP16 needs KV_F16"
+#endif
+// Elements e, e + 1 of the K cache (any e: an odd e straddles two words).
+f16vec2 load_k2(uint e) {
+  const f16vec2 a = unpackFloat2x16(kc[e >> 1]);
+  return (e & 1u) == 0u ? a : f16vec2(a.y, unpackFloat2x16(kc[(e >> 1) + 1u]).x);
+}
+float16_t load_v16(uint e) { return unpackFloat2x16(vc[e >> 1])[e & 1u]; }
+#endif
 layout(binding = 3, std430) readonly buffer Pos { int pos[]; };
 layout(binding = 4, std430) buffer Dst { float dst[]; };
 layout(binding = 5, std430) buffer Scratch { float scratch[]; };
 
+#ifdef USE_FP16
+shared float16_t qs[HB * MAX_DIM_PER_INVOCATION * WG_SIZE];
+#else
 shared float qs[HB * MAX_DIM_PER_INVOCATION * WG_SIZE];
+#endif
 shared float ps[HB * WG_SIZE];
 shared float red[HB * WG_SIZE];
 
 // Workgroup-wide max (is_max) or sum of each of the HB values, all in one tree (log2(WG_SIZE)
-// barrier steps for the whole head block). Every invocation must call it.
+// barrier steps for the whole head block), or per subgroup (USE_SUBGROUP). Every invocation
+// must call it.
+#ifdef USE_SUBGROUP
+void wg_reduce(inout float v[HB], bool is_max) {
+  for (uint hb = 0u; hb < HB; ++hb) {
+    const float r = is_max ? subgroupMax(v[hb]) : subgroupAdd(v[hb]);
+    if (subgroupElect()) red[hb * WG_SIZE + gl_SubgroupID] = r;
+  }
+  barrier();
+  for (uint hb = 0u; hb < HB; ++hb) {
+    float r = red[hb * WG_SIZE];
+    for (uint g = 1u; g < gl_NumSubgroups; ++g) {
+      const float o = red[hb * WG_SIZE + g];
+      r = is_max ? max(r, o) : r + o;
+    }
+    v[hb] = r;
+  }
+  barrier();  // red[] is reused by the next call
+}
+#else
 void wg_reduce(inout float v[HB], bool is_max) {
   const uint tid = gl_LocalInvocationID.x;
   for (uint hb = 0u; hb < HB; ++hb) red[hb * WG_SIZE + tid] = v[hb];
@@ -78,6 +124,7 @@ void wg_reduce(inout float v[HB], bool is_max) {
   for (uint hb = 0u; hb < HB; ++hb) v[hb] = red[hb * WG_SIZE];
   barrier();  // red[] is reused by the next call
 }
+#endif
 
 void main() {
   const uint c = gl_WorkGroupID.x, i = gl_WorkGroupID.z;
@@ -99,7 +146,11 @@ void main() {
 
   for (uint hb = 0u; hb < HB; ++hb) {
     const uint qb = p.q_offset + (i * p.n_head + h0 + hb) * p.head_dim;
+#ifdef USE_FP16
+    for (uint d = tid; d < p.head_dim; d += WG_SIZE) qs[hb * p.head_dim + d] = float16_t(q[qb + d]);
+#else
     for (uint d = tid; d < p.head_dim; d += WG_SIZE) qs[hb * p.head_dim + d] = q[qb + d];
+#endif
   }
   barrier();
 
@@ -117,10 +168,20 @@ void main() {
     for (uint hb = 0u; hb < HB; ++hb) s[hb] = 0.0;
     if (in_tile) {
       const uint kb = p.k_offset + (uint(j) * p.n_head_kv + hkv) * p.head_dim;
+#ifdef USE_FP16
+      for (uint d = 0u; d < p.head_dim; d += 2u) {  // head_dim is even for f16 caches
+        const f16vec2 kd = load_k2(kb + d);
+        for (uint hb = 0u; hb < HB; ++hb) {
+          const uint qi = hb * p.head_dim + d;
+          s[hb] += float(dot(f16vec2(qs[qi], qs[qi + 1u]), kd));
+        }
+      }
+#else
       for (uint d = 0u; d < p.head_dim; ++d) {
         const float kd = load_k(kb + d);
         for (uint hb = 0u; hb < HB; ++hb) s[hb] += qs[hb * p.head_dim + d] * kd;
       }
+#endif
     }
     for (uint hb = 0u; hb < HB; ++hb) s[hb] = in_tile ? s[hb] * p.scale : NEG_INF;
     // Position t0 is always in the tile, so each head's tile max is finite.
@@ -143,8 +204,13 @@ void main() {
       if (d >= p.head_dim) break;
       for (uint hb = 0u; hb < HB; ++hb) acc[a * HB + hb] *= alpha[hb];
       for (uint jj = 0u; jj < n_in; ++jj) {
+#ifdef USE_FP16
+        const float16_t vd = load_v16(p.v_offset + ((uint(t0) + jj) * p.n_head_kv + hkv) * p.head_dim + d);
+        for (uint hb = 0u; hb < HB; ++hb) acc[a * HB + hb] += float(float16_t(ps[hb * WG_SIZE + jj]) * vd);
+#else
         const float vd = load_v(p.v_offset + ((uint(t0) + jj) * p.n_head_kv + hkv) * p.head_dim + d);
         for (uint hb = 0u; hb < HB; ++hb) acc[a * HB + hb] += ps[hb * WG_SIZE + jj] * vd;
+#endif
       }
     }
     barrier();  // ps[] is rewritten by the next tile

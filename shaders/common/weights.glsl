@@ -10,6 +10,12 @@ uint load_u8(uint off) { return (weights[off >> 2] >> ((off & 3u) * 8u)) & 0xFFu
 // off must be even.
 uint load_u16(uint off) { return (weights[off >> 2] >> ((off & 2u) * 8u)) & 0xFFFFu; }
 float load_f16(uint off) { return unpackHalf2x16(load_u16(off)).x; }
+// 4 bytes from an even offset. Reads only words that hold some of those bytes, which the
+// binding covers (CommandRecorder::bind rounds its range up to whole words).
+uint load_u32_even(uint off) {
+  const uint w = off >> 2;
+  return (off & 2u) == 0u ? weights[w] : (weights[w] >> 16) | (weights[w + 1u] << 16);
+}
 
 #if defined(DATA_F32)
 #define QK 1u

@@ -5,7 +5,14 @@
 //   weights[s] = probs[ids[s]] / max(sum_s probs[ids[s]], 6.103515625e-5)
 // Shapes (ggml ne order): logits [n_expert, m] f32; ids [k, m] i32; weights [k, m] f32.
 // One workgroup per row; the row lives in shared memory (n_expert <= MAX_EXPERT).
+// Each of the k picks is a workgroup arg-max: a shared-memory tree (portable) or, with
+// USE_SUBGROUP, subgroupMax over an order-preserving key and subgroupMin over the indices that
+// reach it, then one invocation folds the per-subgroup winners. Same order either way.
 #extension GL_GOOGLE_include_directive : require
+#ifdef USE_SUBGROUP
+#extension GL_KHR_shader_subgroup_basic : require
+#extension GL_KHR_shader_subgroup_arithmetic : require
+#endif
 
 layout(constant_id = 0) const uint WG_SIZE = 64;
 layout(local_size_x_id = 0) in;
@@ -45,6 +52,17 @@ bool before(float va, uint ia, float vb, uint ib) {
   return ia < ib;
 }
 
+#ifdef USE_SUBGROUP
+// A key whose unsigned order is before()'s order on values: NONE 0, NaN 1, numbers above
+// (sign-flipped bits, -0 as +0). Equal keys are equal values; the lower index then wins.
+uint rank_key(float v, uint i) {
+  if (i == NONE) return 0u;
+  if (isnan(v)) return 1u;
+  const uint u = v == 0.0 ? 0u : floatBitsToUint(v);
+  return (u & 0x80000000u) != 0u ? ~u : (u | 0x80000000u);
+}
+#endif
+
 void main() {
   const uint row = gl_WorkGroupID.x + gl_WorkGroupID.y * gl_NumWorkGroups.x;
   if (row >= p.m) return;  // uniform per workgroup: no barrier is skipped by part of it
@@ -79,6 +97,24 @@ void main() {
         bi = e;
       }
     }
+#ifdef USE_SUBGROUP
+    const uint key = rank_key(bv, bi);
+    const uint kmax = subgroupMax(key);
+    const uint imin = subgroupMin(key == kmax ? bi : NONE);
+    if (subgroupElect()) {
+      best_v[gl_SubgroupID] = kmax == 0u ? 0.0 : probs[imin];
+      best_i[gl_SubgroupID] = kmax == 0u ? NONE : imin;
+    }
+    barrier();
+    if (tid == 0u) {
+      for (uint g = 1u; g < gl_NumSubgroups; ++g) {
+        if (before(best_v[g], best_i[g], best_v[0], best_i[0])) {
+          best_v[0] = best_v[g];
+          best_i[0] = best_i[g];
+        }
+      }
+    }
+#else
     best_v[tid] = bv;
     best_i[tid] = bi;
     barrier();
@@ -89,6 +125,7 @@ void main() {
       }
       barrier();
     }
+#endif
     if (tid == 0u) {
       taken[best_i[0]] = true;
       chosen_p[s] = best_v[0];

@@ -4,8 +4,13 @@
 // Shapes (ggml ne order): weights [ncols, nrows, n_expert] of DATA_*, read as 32-bit words;
 // ids [n_used, m] i32; b [ncols, n_b1, m] f32; dst [nrows, n_used, m] f32.
 // Workgroup (row i over x/y, pair t * n_used + s over z): each invocation strides over the row's
-// elements, then a shared-memory reduction. An id outside [0, n_expert) yields a NaN row.
+// elements, then a shared-memory reduction (USE_SUBGROUP: subgroupAdd, common/reduce.glsl).
+// An id outside [0, n_expert) yields a NaN row.
 #extension GL_GOOGLE_include_directive : require
+#ifdef USE_SUBGROUP
+#extension GL_KHR_shader_subgroup_basic : require
+#extension GL_KHR_shader_subgroup_arithmetic : require
+#endif
 
 layout(constant_id = 0) const uint WG_SIZE = 64;
 layout(local_size_x_id = 0) in;

@@ -8,10 +8,24 @@
 // the slot s of ids [n_slots] i32; dst[s][i] = dot(weights[ids[s]] row i, x[s]) with x rows
 // x_slot_stride floats apart (0: one x shared by every slot). An id outside [0, n_expert)
 // yields NaN rows: visible, never an out-of-bounds read.
+// USE_INTDOT (q8_0 / q4_0 weights): x is read as q8_1 blocks (common/q8_1.glsl, made by
+// quantize_q8_1; x_offset and x_slot_stride count 32-bit words) and each block's products are
+// packed int8x4 dot products summed in int32:
+//   q8_0: d_w * d_x * sum(q_w * q_x)
+//   q4_0: d_w * (d_x * sum(n_w * q_x) - 8 * s_x), n_w the unsigned nibble, s_x = d_x * sum(q_x)
+// (ggml-vulkan mul_mat_vecq). USE_FP16 (f16 weights): 8 weights per step as four f16vec2 fma
+// with x rounded to f16, summed in f16 within the step and in f32 across steps; row tails
+// (ncols % 8) in f32. Both keep the shared-memory reduction.
 #extension GL_GOOGLE_include_directive : require
 #ifdef USE_SUBGROUP
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_arithmetic : require
+#endif
+#ifdef USE_FP16
+#extension GL_EXT_shader_explicit_arithmetic_types_float16 : require
+#endif
+#ifdef USE_INTDOT
+#include "../common/integer_dot.glsl"
 #endif
 
 layout(constant_id = 0) const uint WG_SIZE = 64;
@@ -33,7 +47,12 @@ layout(push_constant) uniform Params {
 } p;
 
 layout(binding = 0, std430) readonly buffer Weights { uint weights[]; };
+#ifdef USE_INTDOT
+layout(binding = 1, std430) readonly buffer Src { uint xq[]; };
+#include "../common/q8_1.glsl"
+#else
 layout(binding = 1, std430) readonly buffer Src { float x[]; };
+#endif
 layout(binding = 2, std430) writeonly buffer Dst { float dst[]; };
 #ifdef MUL_MAT_ID
 layout(binding = 3, std430) readonly buffer Ids { int ids[]; };
@@ -43,6 +62,26 @@ layout(binding = 3, std430) readonly buffer Ids { int ids[]; };
 
 shared float partial[WG_SIZE];
 
+#if defined(USE_INTDOT)
+float block_dot(uint row, uint ib, uint x_base) {
+  const uint qb = x_base + ib * Q8_1_WORDS;
+  const uint base = row + ib * BLOCK_BYTES;
+  int sumi = 0;
+#if defined(DATA_Q8_0)
+  for (uint w = 0u; w < 8u; ++w) sumi = dot_packed4x8_acc(int(load_u32_even(base + 2u + 4u * w)), int(xq[qb + 2u + w]), sumi);
+  return load_f16(base) * (uintBitsToFloat(xq[qb]) * float(sumi));
+#elif defined(DATA_Q4_0)
+  for (uint w = 0u; w < 4u; ++w) {
+    const uint v = load_u32_even(base + 2u + 4u * w);  // elements 4w..4w+3 (low) and 16+4w.. (high)
+    sumi = dot_packed4x8_acc(int(v & 0x0F0F0F0Fu), int(xq[qb + 2u + w]), sumi);
+    sumi = dot_packed4x8_acc(int((v >> 4) & 0x0F0F0F0Fu), int(xq[qb + 6u + w]), sumi);
+  }
+  return load_f16(base) * (uintBitsToFloat(xq[qb]) * float(sumi) - 8.0 * uintBitsToFloat(xq[qb + 1u]));
+#else
+#error "USE_INTDOT needs DATA_Q8_0 or DATA_Q4_0"
+#endif
+}
+#else
 float block_dot(uint row, uint ib, uint x_base) {
   const uint xb = x_base + ib * QK;
 #if defined(DATA_F32) || defined(DATA_F16)
@@ -66,6 +105,29 @@ float block_dot(uint row, uint ib, uint x_base) {
   return s * load_f16(base);
 #endif
 }
+#endif
+
+#if defined(USE_FP16)
+#if !defined(DATA_F16)
+#error "USE_FP16 needs DATA_F16"
+#endif
+float row_dot_fp16(uint row, uint x_base, uint tid) {
+  float sum = 0.0;
+  const uint n8 = p.ncols / 8u;
+  for (uint g = tid; g < n8; g += WG_SIZE) {
+    const uint off = row + 16u * g;
+    const uint xb = x_base + 8u * g;
+    f16vec2 acc = f16vec2(0.0);
+    for (uint w = 0u; w < 4u; ++w) {
+      const f16vec2 wv = unpackFloat2x16(load_u32_even(off + 4u * w));
+      acc = fma(wv, f16vec2(x[xb + 2u * w], x[xb + 2u * w + 1u]), acc);
+    }
+    sum += float(acc.x) + float(acc.y);
+  }
+  for (uint k = n8 * 8u + tid; k < p.ncols; k += WG_SIZE) sum += weight_at(row, k) * x[x_base + k];
+  return sum;
+}
+#endif
 
 void main() {
   // 2-D grid so row counts above maxComputeWorkGroupCount[0] (e.g. n_vocab) still fit.
@@ -89,7 +151,11 @@ void main() {
 #endif
   float sum = 0.0;
   if (in_range) {
+#if defined(USE_FP16)
+    sum = row_dot_fp16(row, x_base, tid);
+#else
     for (uint ib = tid; ib < p.ncols / QK; ib += WG_SIZE) sum += block_dot(row, ib, x_base);
+#endif
   }
 #ifdef USE_SUBGROUP
   sum = subgroupAdd(sum);
