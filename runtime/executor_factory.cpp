@@ -29,6 +29,20 @@ Result<std::optional<Plan>> load_plan_for(const Model& model, const std::filesys
 
 }  // namespace
 
+bool plan_uses_gpu(const Plan& plan) {
+  if (plan.placement.attention == Device::gpu || plan.placement.output_head == Device::gpu) return true;
+  for (const auto& layer : plan.placement.tiers)
+    for (ExpertTier t : layer)
+      if (runs_on_gpu(t)) return true;
+  return false;
+}
+
+std::string resolve_placement(std::string_view placement, const Plan* plan) {
+  if (placement != "auto") return std::string(placement);
+  if (plan == nullptr) return "cpu";
+  return plan_uses_gpu(*plan) ? "hybrid" : "cpu";
+}
+
 Result<std::unique_ptr<Executor>> make_executor(const Model& model, const ExecutorOptions& options) {
   std::unique_ptr<ForwardOps> ops;
   if (options.cpu_ops == "plain") {
@@ -44,6 +58,11 @@ Result<std::unique_ptr<Executor>> make_executor(const Model& model, const Execut
                       options.cache_policy);
   }
   TANDEM_ASSIGN_OR_RETURN(std::optional<Plan> plan, load_plan_for(model, options.plan));
+  if (options.placement == "auto") {
+    ExecutorOptions resolved = options;
+    resolved.placement = resolve_placement(options.placement, plan ? &*plan : nullptr);
+    return make_executor(model, resolved);
+  }
   if (options.placement == "cpu" && (options.mem_limit > 0 || plan || !options.trace.empty())) {
     StreamingExecutorOptions so;
     so.n_ctx = options.n_ctx;
@@ -91,7 +110,7 @@ Result<std::unique_ptr<Executor>> make_executor(const Model& model, const Execut
     if (options.cpu_ops == "plain") ho.make_base_ops = [] { return make_cpu_ops(); };
     return make_hybrid_executor(model, ho);
   }
-  return make_error(ErrorCode::invalid_argument, "unknown placement '{}' (expected cpu, gpu or hybrid)",
+  return make_error(ErrorCode::invalid_argument, "unknown placement '{}' (expected cpu, gpu, hybrid or auto)",
                     options.placement);
 }
 

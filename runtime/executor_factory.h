@@ -6,6 +6,11 @@
 //            soon as the router has chosen them.
 //   gpu    : every layer, the KV cache and the output head on one Vulkan device.
 //   hybrid : a placement plan (planner/plan.h) split between the GPU and the CPU.
+//   auto   : (the command line's default) no plan -> cpu; a plan that puts anything on the GPU
+//            (attention, output head or a gpu_pinned/gpu_dynamic expert) -> hybrid; a plan that
+//            keeps everything on the CPU (what `tandem plan` makes for a machine without a GPU)
+//            -> cpu, running that plan (RAM and storage tiers) on the StreamingExecutor.
+//            resolve_placement() says which, before anything is loaded.
 // Errors: invalid_argument for an unknown placement or cpu_ops name; the executors' own
 // (no Vulkan device, out of memory); not_found / invalid_file for the plan file;
 // invalid_argument for a plan made for another model (its model_hash).
@@ -18,13 +23,14 @@
 
 #include "core/dtype.h"
 #include "core/status.h"
+#include "planner/plan.h"
 #include "runtime/executor.h"
 #include "runtime/model.h"
 
 namespace tandem {
 
 struct ExecutorOptions {
-  std::string placement = "cpu";  // --placement: cpu | gpu | hybrid
+  std::string placement = "cpu";  // --placement: cpu | gpu | hybrid | auto
   std::string device;             // --device: "" = best discrete, else integrated; "cpu" = software; N
   std::string cpu_ops = "fast";   // fast (SIMD kernel table) | plain (portable reference-style C++)
   uint32_t n_ctx = 4096;          // resolved (> 0)
@@ -35,8 +41,13 @@ struct ExecutorOptions {
   uint64_t mem_limit = 0;         // --mem-limit, bytes; 0 = none
   std::filesystem::path trace;    // --trace (Chrome trace JSON)
   std::string cache_policy = "lru";
-  bool transpose_down = false;    // --transpose-down (cpu placement; cpu_executor.h)  // --cache-policy: lru | frequency (streamed experts' RAM cache)
+  bool transpose_down = false;    // --transpose-down (cpu placement; cpu_executor.h)
 };
+
+// The placement "auto" stands for, given the plan (nullptr: none); other names unchanged.
+std::string resolve_placement(std::string_view placement, const Plan* plan);
+// True when the plan runs anything on the GPU: attention, output head or a GPU-tier expert.
+bool plan_uses_gpu(const Plan& plan);
 
 // `model` must outlive the executor.
 Result<std::unique_ptr<Executor>> make_executor(const Model& model, const ExecutorOptions& options);

@@ -2,6 +2,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <cmath>
 #include <fstream>
 
 #include "runtime/cpu_executor.h"
@@ -125,4 +127,52 @@ TEST_CASE("make_executor: bad choices are named", "[executor]") {
     o.plan = dir / "bad-plan.json";
     expect_error(o, "bad-plan.json");
   }
+}
+
+TEST_CASE("make_executor: auto placement follows the plan (cpu when it keeps everything on the CPU)", "[executor]") {
+  test::TempDir dir;
+  auto model = testing::make_and_load(MakeModelOptions{}, dir / "m.gguf");
+  REQUIRE(model.ok());
+  const ModelShape& s = model->shape();
+  Plan plan;
+  plan.n_layer = s.n_layer;
+  plan.n_expert = s.n_expert;
+  plan.model_hash = model->content_hash();
+  plan.expert_bytes = 1;  // any positive size: the executors take sizes from the model
+  plan.predicted.layers.resize(s.n_layer);
+  plan.placement.tiers.assign(s.n_layer, std::vector<ExpertTier>(s.n_expert, ExpertTier::ram_cpu));
+  plan.placement.tiers[1][2] = ExpertTier::storage;
+  plan.placement.ram_cache_experts = 1;
+
+  CHECK(resolve_placement("auto", nullptr) == "cpu");
+  CHECK(resolve_placement("gpu", nullptr) == "gpu");
+  CHECK_FALSE(plan_uses_gpu(plan));
+  CHECK(resolve_placement("auto", &plan) == "cpu");
+  Plan gpu_plan = plan;
+  gpu_plan.placement.tiers[0][0] = ExpertTier::gpu_dynamic;
+  CHECK(plan_uses_gpu(gpu_plan));
+  CHECK(resolve_placement("auto", &gpu_plan) == "hybrid");
+  Plan attn_plan = plan;
+  attn_plan.placement.attention = Device::gpu;
+  CHECK(resolve_placement("auto", &attn_plan) == "hybrid");
+
+  // The CPU-only plan runs (streamed expert included) and equals the plain CPU executor.
+  REQUIRE(save_plan(plan, dir / "cpu.plan.json").ok());
+  ExecutorOptions o = small_options();
+  o.placement = "auto";
+  o.plan = dir / "cpu.plan.json";
+  auto ex = make_executor(*model, o);
+  INFO((ex.ok() ? std::string() : ex.status().message()));
+  REQUIRE(ex.ok());
+  CHECK((*ex)->placement() == "cpu");
+  ExecutorOptions ref_o = small_options();
+  auto ref = make_executor(*model, ref_o);
+  REQUIRE(ref.ok());
+  const std::vector<int32_t> tokens = {1, 5, 9, 2, 7, 3};
+  const std::vector<float> a = eval_all(**ex, tokens);
+  const std::vector<float> b = eval_all(**ref, tokens);
+  REQUIRE(a.size() == b.size());
+  double max_diff = 0;
+  for (size_t i = 0; i < a.size(); ++i) max_diff = std::max(max_diff, static_cast<double>(std::abs(a[i] - b[i])));
+  CHECK(max_diff == 0.0);  // same fast ops, same experts: bit-identical
 }

@@ -20,6 +20,7 @@
 #include "command.h"
 #include "core/dtype.h"
 #include "size_arg.h"
+#include "planner/plan.h"
 #include "runtime/session.h"
 
 namespace tandem::tools {
@@ -33,7 +34,7 @@ struct CommonOptions {
   std::string system_prompt;
   SamplerParams sampling;
   // Where the work runs (runtime/executor_factory.h).
-  std::string placement;  // "" = hybrid with --plan, else cpu
+  std::string placement = "auto";  // executor_factory.h: auto = cpu, or the plan's (hybrid when it uses a GPU)
   std::string device;
   std::string cpu_ops = "fast";
   std::string plan;
@@ -52,7 +53,9 @@ inline void add_model_options(CLI::App& sub, CommonOptions& o, bool with_trace =
   sub.add_option("--cache-type-k,--cache-type-v", o.cache_type, "KV cache type for K and V: f16 or f32 (also -ctk/-ctv)")
       ->capture_default_str();
   sub.add_option("--placement", o.placement,
-                 "where layers and experts run: cpu, gpu or hybrid (default: hybrid with --plan, else cpu)");
+                 "where layers and experts run: cpu, gpu, hybrid or auto (with --plan: hybrid when the plan puts anything on "
+                 "a GPU, else cpu running the plan's RAM and storage tiers; without: cpu)")
+      ->capture_default_str();
   sub.add_option("--device", o.device,
                  "Vulkan device for gpu/hybrid: an index from `tandem devices`, or cpu for a software device "
                  "(default: the best discrete GPU, else the integrated one)");
@@ -135,6 +138,29 @@ inline Result<std::string> read_text_file(const std::string& path) {
 
 // Resolves the model (creating the default one when no -m was given and it is missing),
 // opens the session and prints the resolved options to stderr.
+// Where the plan puts each part, and which executor runs it (the README's command 1 shows this).
+inline void print_plan_parts(const char* command, const std::string& plan_path, std::string_view placement) {
+  auto plan = load_plan(plan_path);
+  if (!plan.ok()) return;  // the executor already loaded it; nothing to add
+  const Placement& p = plan->placement;
+  size_t n[4] = {0, 0, 0, 0};
+  for (const auto& layer : p.tiers)
+    for (ExpertTier t : layer) ++n[static_cast<size_t>(t)];
+  // The hybrid executor runs attention and the head on its GPU whatever the plan says (logged).
+  const char* where = placement == "cpu" ? "cpu" : "gpu";
+  std::fprintf(stderr,
+               "%s: plan %s -> %s executor: attention on %s, output head on %s; experts: %zu GPU-resident, %zu in "
+               "%u dynamic GPU slots/layer, %zu in RAM on the CPU, %zu streamed from storage (%u RAM cache "
+               "slots/layer); predicted %.2f tokens/s\n",
+               command, plan_path.c_str(), std::string(placement).c_str(),
+               where, where, n[0], n[1],
+               p.n_dynamic_slots, n[2], n[3], p.ram_cache_experts, plan->predicted.tokens_per_s);
+  if (placement == "cpu" && n[0] + n[1] > 0) {
+    std::fprintf(stderr, "%s: --placement cpu: the plan's %zu GPU-tier experts run on the CPU from RAM\n", command,
+                 n[0] + n[1]);
+  }
+}
+
 inline Result<std::unique_ptr<Session>> open_session(const CommonOptions& o, const char* command) {
   SessionOptions so;
   so.model_path = o.model;
@@ -151,7 +177,7 @@ inline Result<std::unique_ptr<Session>> open_session(const CommonOptions& o, con
   so.n_ubatch = o.n_ubatch;
   so.n_threads = o.n_threads;
   so.sampling = o.sampling;
-  so.executor.placement = !o.placement.empty() ? o.placement : (o.plan.empty() ? "cpu" : "hybrid");
+  so.executor.placement = o.placement.empty() ? "auto" : o.placement;
   so.executor.device = o.device;
   so.executor.cpu_ops = o.cpu_ops;
   so.executor.plan = o.plan;
@@ -171,10 +197,28 @@ inline Result<std::unique_ptr<Session>> open_session(const CommonOptions& o, con
                std::string(session->executor().placement()).c_str(), session->options().n_threads,
                session->executor().n_ctx(), so.n_ubatch, std::string(dtype_name(so.cache_type)).c_str(),
                session->sampler().seed());
+  if (!o.plan.empty()) print_plan_parts(command, o.plan, session->executor().placement());
   for (const DeviceMemoryLine& line : session->executor().memory_lines()) {
     std::fprintf(stderr, "%s: %s: %s\n", command, line.device.c_str(), line.detail.c_str());
   }
   return session;
+}
+
+// After a run: what the executor's counters say moved where (executor.h ExecutorCounters).
+inline void print_work_done(const char* command, const Executor& ex) {
+  const ExecutorCounters c = ex.counters();
+  if (c.tokens == 0) return;
+  const double tok = static_cast<double>(c.tokens);
+  auto rate = [](uint64_t hits, uint64_t misses) {
+    return hits + misses == 0 ? std::string("-") : fmt::format("{:.3f}", static_cast<double>(hits) / static_cast<double>(hits + misses));
+  };
+  std::fprintf(stderr,
+               "%s: per token: %.1f MB of weights read (%.1f MB experts), %.2f MB from storage, %.2f MB uploaded to "
+               "the GPU, %.1f CPU<->GPU syncs; hit rates: RAM cache %s, GPU slots %s\n",
+               command, static_cast<double>(c.weight_bytes) / tok / 1e6, static_cast<double>(c.expert_bytes) / tok / 1e6,
+               static_cast<double>(c.storage_bytes) / tok / 1e6, static_cast<double>(c.upload_bytes) / tok / 1e6,
+               static_cast<double>(c.syncs) / tok, rate(c.ram_hits, c.ram_misses).c_str(),
+               rate(c.gpu_hits, c.gpu_misses).c_str());
 }
 
 inline void print_timings(const GenerateStats& st) {

@@ -51,6 +51,7 @@ int run_run(const CLI::App& sub, RunOptions& o) {
   std::fflush(stdout);
   if (!st.ok()) return report_error(st.status());
   print_timings(*st);
+  print_work_done("run", s.executor());
   return 0;
 }
 
