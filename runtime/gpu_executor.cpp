@@ -1,5 +1,7 @@
 #include "runtime/gpu_executor.h"
 
+#include "gpu/ops/quantize_q8_1.h"
+
 #include <fmt/format.h>
 #include <vulkan/vulkan.h>
 
@@ -210,6 +212,8 @@ Status GpuGraph::init(const Model& model_, const GpuExecutorOptions& options_,
         fa, gpu::ops::flash_attn_scratch_bytes(sh.n_embd_head_k, sh.n_head, options_.n_ctx, m));
   }
   TANDEM_RETURN_IF_ERROR(make(s.fa_scratch, fa, dev_local, "flash_attn scratch"));
+  const int64_t q8_cols = std::max<int64_t>({sh.n_embd, sh.n_embd_q(), sh.n_ff_exp});
+  TANDEM_RETURN_IF_ERROR(make(s.q8_1, gpu::ops::q8_1_bytes(q8_cols, std::max<int64_t>(1, kk)), dev_local, "q8_1"));
   TANDEM_RETURN_IF_ERROR(make(s.logits, rows * sh.n_vocab * 4, dev_local, "logits"));
   TANDEM_RETURN_IF_ERROR(
       make(s.logits_rb, rows * sh.n_vocab * 4, gpu::MemoryIntent::readback, "logits readback"));

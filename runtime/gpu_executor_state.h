@@ -95,6 +95,11 @@ struct GpuGraph {
   gpu::Buffer gate, up;                    // (n_ub, n_expert_used, n_ff_exp)
   gpu::Buffer expert_out;                  // (n_ub, n_expert_used, n_embd)
   gpu::Buffer fa_scratch;                  // flash_attn split-K partials
+  // q8_1 activations of the integer-dot mat-vecs (gpu/ops/quantize_q8_1.h): n_expert_used rows
+  // of max(n_embd, n_embd_q, n_ff_exp). Passing it lets one-token mat-vecs over q4_0/q8_0
+  // weights pick the _intdot variant where the device has integer dot products (the
+  // activations are then quantized as the CPU's mul_mat does: q8_0 values, f16-rounded scale).
+  gpu::Buffer q8_1;
   gpu::Buffer logits;                      // (n_ub, n_vocab)
   gpu::Buffer logits_rb;                   // (n_ub, n_vocab) readback
   gpu::Buffer routing_rb;  // (n_layer, n_ub, n_expert_used) ids then weights, readback

@@ -94,7 +94,8 @@ Run gpu_greedy(Executor& ex, std::span<const int32_t> prompt, int n_gen,
 
 // Logits NMSE bound against the CPU Forward: f32 weights differ only by summation order;
 // q8_0/q4_0 also by the CPU's q8_0 quantization of activations before every mul_mat, which
-// the shaders do not do (measured on these models: about 1e-5, see the INFO lines).
+// the prompt's tiled shaders do not do (the decode integer-dot mat-vecs do; measured on these
+// models: about 1e-5, see the INFO lines).
 double logits_bound(DType t) {
   return t == DType::f32 ? 1e-8 : 1e-3;
 }
@@ -335,7 +336,12 @@ TEST_CASE(
     REQUIRE(ex->eval(std::span(tokens).subspan(i, 1), LogitsRows::last, part).ok());
     again.insert(again.end(), part.begin(), part.end());
   }
-  CHECK(test::nmse(again, full) < 1e-10);
+  // Decode mat-vecs over q4_0 take the integer-dot variant where the device has it (q8_1
+  // activations, as the CPU quantizes them); the prompt's tiled mul_mat reads f32 activations.
+  // So the two agree within the dtype bound, and exactly when the portable shaders are forced.
+  const char* portable = std::getenv("TANDEM_VK_PORTABLE_SHADERS");
+  const bool exact = portable != nullptr && std::string(portable) == "1";
+  CHECK(test::nmse(again, full) < (exact ? 1e-10 : logits_bound(DType::q4_0)));
 
   // Counters of one decode token: every layer's k routed experts (gate, up, down) once.
   ex->reset_counters();

@@ -137,7 +137,9 @@ Status GpuGraph::record_ubatch(gpu::CommandRecorder& cmd, const GpuUbatch& ub, b
     return run(
         {fmt::format("mul_mat({})", name), il, w.dtype}, {xs}, {ys},
         [&](gpu::CommandRecorder& r) {
-          return m == 1 ? ops::mul_mat_vec(r, w.dtype, wb.slice(), K, N, xs, ys)
+          ops::MulMatVecOptions mo;
+          mo.q8_1 = q8_1.slice();
+          return m == 1 ? ops::mul_mat_vec(r, w.dtype, wb.slice(), K, N, xs, ys, mo)
                         : ops::mul_mat(r, w.dtype, wb.slice(), K, N, xs, m, ys);
         },
         [&](In in, In out) -> Result<double> {
@@ -356,10 +358,15 @@ Status GpuGraph::record_ubatch(gpu::CommandRecorder& cmd, const GpuUbatch& ub, b
         {"moe", il, L.ffn_gate_exps.dtype}, {fs, ids_s, w_s}, {ms},
         [&](gpu::CommandRecorder& r) {
           if (m == 1) {
+            // gate and up read the same f: quantized once for both (intdot variants).
+            ops::MulMatVecIdOptions go;
+            go.q8_1 = q8_1.slice();
             TANDEM_RETURN_IF_ERROR(ops::mul_mat_vec_id(r, L.ffn_gate_exps.dtype, gw.slice(), d, nff,
-                                                       ne, ids_s, n_used, fs, true, gs));
+                                                       ne, ids_s, n_used, fs, true, gs, go));
+            ops::MulMatVecIdOptions uo = go;
+            uo.q8_1_ready = L.ffn_up_exps.dtype == L.ffn_gate_exps.dtype;  // used by intdot only
             TANDEM_RETURN_IF_ERROR(ops::mul_mat_vec_id(r, L.ffn_up_exps.dtype, uw.slice(), d, nff,
-                                                       ne, ids_s, n_used, fs, true, us));
+                                                       ne, ids_s, n_used, fs, true, us, uo));
           } else {
             TANDEM_RETURN_IF_ERROR(ops::mul_mat_id(r, L.ffn_gate_exps.dtype, gw.slice(), d, nff, ne,
                                                    ids_s, n_used, m, fs, 1, gs));
