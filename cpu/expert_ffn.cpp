@@ -69,7 +69,7 @@ Status expert_ffn(const KernelTable& kt, const ExpertFfnWeights& w, FfnMode mode
   ws.active.resize(static_cast<size_t>(n_ff));
   ws.idx.resize(static_cast<size_t>(n_ff));
   ws.y.resize(static_cast<size_t>(T * n_embd));
-  if (transposed) ws.partial.resize(static_cast<size_t>(n_chunk * T * n_embd));
+  ws.n_idx.resize(static_cast<size_t>(n_chunk));
 
   for (int64_t t = 0; t < T; ++t) kt.quantize_row_q8_0(b.x + t * b.x_stride, ws.xq.data() + t * xrb, n_embd);
 
@@ -129,24 +129,34 @@ Status expert_ffn(const KernelTable& kt, const ExpertFfnWeights& w, FfnMode mode
         a[j] = std::max(g[j], 0.0f) * u[j];
       }
     }
-    if (!transposed) return;
-    float* part = ws.partial.data() + c * T * n_embd;
-    std::memset(part, 0, static_cast<size_t>(T * n_embd) * sizeof(float));
-    axpy_rows_d(n_embd, n_idx, idx, down, w.down.nb[1], a, n_ff, T, part, n_embd);
+    ws.n_idx[static_cast<size_t>(c)] = n_idx;
   });
 
   // Phase 2: y over output columns/rows, each written by exactly one chunk.
   if (transposed) {
-    constexpr int64_t k_cols = 256;
-    runner.parallel_for((n_embd + k_cols - 1) / k_cols, [&](int64_t cc) {
-      const int64_t i0 = cc * k_cols, i1 = std::min(n_embd, i0 + k_cols);
+    // The active neurons in ascending order (the chunks' lists, concatenated).
+    int64_t n_act = 0;
+    for (int64_t c = 0; c < n_chunk; ++c) {
+      const int32_t* src = ws.idx.data() + c * k_ffn_chunk;
+      const int64_t n = ws.n_idx[static_cast<size_t>(c)];
+      if (src != ws.idx.data() + n_act) std::memmove(ws.idx.data() + n_act, src, static_cast<size_t>(n) * sizeof(int32_t));
+      n_act += n;
+    }
+    // Each task owns k_ffn_down_cols output columns and adds every active neuron's segment of
+    // its down row to them, in neuron order: no partial sums to clear and add up, and the
+    // order of the adds does not depend on the thread count.
+    const size_t col_bytes = dtype_row_size(w.down.dtype, k_ffn_down_cols);
+    runner.parallel_for((n_embd + k_ffn_down_cols - 1) / k_ffn_down_cols, [&](int64_t cc) {
+      const int64_t i0 = cc * k_ffn_down_cols, nc = std::min(n_embd - i0, k_ffn_down_cols);
+      float* y = ws.y.data() + i0;
+      for (int64_t t = 0; t < T; ++t) std::fill_n(y + t * n_embd, nc, 0.0f);
+      axpy_rows_d(nc, n_act, ws.idx.data(), down + static_cast<size_t>(cc) * col_bytes, w.down.nb[1], ws.a.data(), n_ff,
+                  T, y, n_embd);
       for (int64_t t = 0; t < T; ++t) {
-        float* acc = b.acc + t * b.acc_stride;
-        for (int64_t i = i0; i < i1; ++i) {
-          float s = 0.0f;
-          for (int64_t c = 0; c < n_chunk; ++c) s += ws.partial[(c * T + t) * n_embd + i];
-          acc[i] += b.route_w[t] * s;
-        }
+        float* acc = b.acc + t * b.acc_stride + i0;
+        const float* yt = y + t * n_embd;
+        const float rw = b.route_w[t];
+        for (int64_t i = 0; i < nc; ++i) acc[i] += rw * yt[i];
       }
     });
   } else {

@@ -22,8 +22,9 @@
 //   sparse equals dense up to the sign of zeros (inactive neurons contribute exact zeros).
 //
 // Tokens of the batch share every weight read (each row is read once for all n_tok).
-// Threading: work is cut into fixed chunks of neurons / output rows and partial sums are
-// added in chunk order, so the result is bit-identical on any ChunkRunner.
+// Threading: work is cut into fixed chunks of neurons (gate, up) and of output rows or columns
+// (down; the transposed down adds the active neurons' rows in ascending neuron order), so the
+// result is bit-identical on any ChunkRunner.
 // Errors: invalid_argument / unsupported naming the tensor, for shapes or dtypes that do not
 // fit; nothing is written to acc then.
 #pragma once
@@ -63,7 +64,7 @@ struct ExpertFfnWorkspace {
   std::vector<float> g, u, a;    // (n_tok, n_ff)
   std::vector<uint8_t> active;   // (n_ff)
   std::vector<int32_t> idx;      // (n_ff) active neurons, listed per chunk
-  std::vector<float> partial;    // (n_chunk, n_tok, n_embd) transposed down partial sums
+  std::vector<int64_t> n_idx;    // (n_chunk) active neurons per chunk
   std::vector<uint8_t> aq;       // (n_tok) q8_0 rows of n_ff (standard down)
   std::vector<float> y;          // (n_tok, n_embd)
 };
@@ -78,6 +79,9 @@ struct ExpertFfnStats {
 inline constexpr int64_t k_ffn_chunk = 64;
 // Output rows per chunk of the standard-layout down projection.
 inline constexpr int64_t k_ffn_down_chunk = 128;
+// Output columns per chunk of the transposed down projection (a multiple of 32: whole blocks
+// of every down row).
+inline constexpr int64_t k_ffn_down_cols = 256;
 
 // gate_neuron_active (optional, n_ff): element j += the number of tokens t of the batch with
 // g[t][j] > 0 (the per-neuron ReLU activity a profiler records; same count in both modes).

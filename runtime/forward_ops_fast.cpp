@@ -42,11 +42,17 @@ class ArenaRunner final : public cpu::ChunkRunner {
 
 bool is_q8_0_dot(DType d) { return d == DType::q4_0 || d == DType::q8_0; }
 
-// Weight rows per task: about 32 KiB of weights (enough to amortise a task, small enough
-// that a 1536-row matrix still makes a dozen tasks), a multiple of 4 for the row tiles.
-int64_t rows_per_chunk(size_t row_bytes) {
-  const int64_t r = static_cast<int64_t>(32768 / std::max<size_t>(row_bytes, 1));
-  return std::clamp<int64_t>(r / 4 * 4, 4, 512);
+// Weight rows per task: at least about 32 KiB of weights (enough to amortise a task, small
+// enough that a 1536-row matrix still makes a dozen tasks), and no more than
+// k_tasks_per_thread tasks per thread, so that the output head (151936 rows) is not cut into
+// thousands of tasks whose scheduling costs more than their reads; a multiple of 4 for the row
+// tiles. Every row's dot product is the same whatever the chunking, so this cannot change a bit.
+constexpr int64_t k_tasks_per_thread = 32;
+int64_t rows_per_chunk(size_t row_bytes, int64_t n_rows, int n_threads) {
+  const int64_t by_bytes = std::clamp<int64_t>(static_cast<int64_t>(32768 / std::max<size_t>(row_bytes, 1)) / 4 * 4, 4, 512);
+  const int64_t max_tasks = k_tasks_per_thread * std::max(1, n_threads);
+  const int64_t by_count = (n_rows + max_tasks - 1) / max_tasks;
+  return std::max(by_bytes, (by_count + 3) / 4 * 4);
 }
 
 class FastOps final : public ForwardOps {
@@ -85,7 +91,7 @@ class FastOps final : public ForwardOps {
       for (int64_t i = 0; i < m; ++i) kt_.quantize_row_q8_0(x + i * k, xq_.data() + static_cast<size_t>(i) * xrb, k);
       xa = xq_.data();
     }
-    const int64_t rows = rows_per_chunk(w.row_size());
+    const int64_t rows = rows_per_chunk(w.row_size(), n, runner_.n_threads());
     runner_.parallel_for((n + rows - 1) / rows, [&](int64_t c) {
       const int64_t r0 = c * rows, nr = std::min(rows, n - r0);
       if (m == 1) {
