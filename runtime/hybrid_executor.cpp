@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 #include <tbb/task_arena.h>
+#include <tbb/task_group.h>
 #include <vulkan/vulkan.h>
 
 #include <algorithm>
@@ -22,6 +23,7 @@
 #include "runtime/expert_read_trace.h"
 #include "runtime/expert_store.h"
 #include "runtime/forward_ops_fast.h"
+#include "runtime/gpu_expert_slots.h"
 #include "runtime/gpu_executor_state.h"
 #include "runtime/prefetcher.h"
 #include "runtime/streaming_ops.h"
@@ -39,12 +41,21 @@ Status with_context(Status s, std::string_view what) {
   return Status(s.code(), fmt::format("{}: {}", what, s.message()));
 }
 
-// One layer's GPU-resident experts: gate/up/down slabs of the chosen experts back to back, in
-// the model's per-expert layout (ggml ne order, ne2 = n_gpu), and expert -> compact slot.
+// One layer's GPU experts: gate/up/down slabs back to back in the model's per-expert layout
+// (ggml ne order, ne2 = n + n_dynamic): the pinned experts at compact indices [0, n), the
+// dynamic slots at [n, n + n_dynamic) (GpuExpertSlots slot j = compact index n + j).
 struct GpuExperts {
-  std::vector<int32_t> slot;  // (n_expert): compact index or -1
-  uint32_t n = 0;
+  std::vector<int32_t> slot;      // (n_expert): compact index of a pinned expert or -1
+  std::vector<uint8_t> dynamic;   // (n_expert): 1 for a plan's gpu (dynamic) expert
+  uint32_t n = 0;                 // pinned
+  uint32_t n_dynamic = 0;         // dynamic slots
   gpu::Buffer gate, up, down;
+};
+
+// One expert copy into a dynamic slot, issued at routing.
+struct SlotUpload {
+  int32_t expert = 0;
+  uint32_t compact = 0;  // destination compact index
 };
 
 }  // namespace
@@ -58,7 +69,19 @@ struct HybridExecutor::Impl {
 
   GpuGraph g;  // attention, norms, KV cache, output head; its buffers are freed before the device
   std::vector<GpuExperts> experts;  // per layer
-  uint64_t gpu_expert_bytes = 0;
+  uint64_t gpu_expert_bytes = 0;    // pinned experts + dynamic slots (device memory)
+  uint64_t gpu_slot_bytes = 0;      // of which dynamic slots
+  std::unique_ptr<GpuExpertSlots> slots;  // null when no layer has a dynamic slot
+  // Dynamic uploads on a discrete device (or wherever a slot buffer is not host-visible): its
+  // own ring, sized so that one layer's uploads never wait for a ring slot (see create()).
+  std::unique_ptr<gpu::StagingRing> upload_ring;
+  uint64_t upload_ring_bytes = 0;
+  std::vector<SlotUpload> uploads;       // this layer's, built while splitting the pairs
+  std::vector<SlotUpload> task_uploads;  // the memcpy task's copy (untouched until joined)
+  tbb::task_group upload_tasks;          // unified memory: the memcpy of this layer's uploads
+  bool upload_task_running = false;
+  uint64_t ring_value = 0;               // the ring's value this layer's B waits on (0: none)
+  std::function<void(uint32_t, int32_t, uint64_t)> upload_hook;
   std::unique_ptr<gpu::CommandRecorder> moe_rec;  // submission B
   gpu::Buffer pair_rows, pair_slots;  // (n_ub * n_expert_used) i32, host-written
   gpu::Buffer pair_out;               // (n_ub * n_expert_used, n_embd) f32, readback
@@ -81,10 +104,14 @@ struct HybridExecutor::Impl {
   std::vector<uint64_t> gate_active;
 
   ~Impl() {
+    join_uploads();
     if (g.device) vkDeviceWaitIdle(g.device->handle());
   }
 
-  Status create_experts(const std::vector<std::vector<bool>>& gpu_tier);
+  Status create_experts(const std::vector<std::vector<bool>>& pinned, const std::vector<std::vector<bool>>& dynamic,
+                        uint32_t n_dynamic_slots);
+  Status issue_uploads(uint32_t il);
+  void join_uploads();
   Status eval_ubatch(std::span<const int32_t> tokens, const GpuUbatch& ub, float* logits);
   Status run_layer(uint32_t il, const GpuUbatch& ub);
   Status wait(gpu::CommandRecorder& rec, uint32_t layer, const char* what);
@@ -104,29 +131,45 @@ HybridExecutor::~HybridExecutor() {
   }
 }
 
-Status HybridExecutor::Impl::create_experts(const std::vector<std::vector<bool>>& gpu_tier) {
+Status HybridExecutor::Impl::create_experts(const std::vector<std::vector<bool>>& pinned,
+                                            const std::vector<std::vector<bool>>& dynamic,
+                                            uint32_t n_dynamic_slots) {
   const ModelShape& sh = model->shape();
   const gpu::Device& dev = *g.device;
   if (!dev.unified() && !g.staging) {
     TANDEM_ASSIGN_OR_RETURN(g.staging, gpu::StagingRing::create(dev));
   }
   experts.resize(sh.n_layer);
+  std::vector<uint32_t> n_slots(sh.n_layer, 0);
+  uint64_t pinned_bytes = 0, max_matrix = 0;
+  bool ring_needed = false;
   for (uint32_t il = 0; il < sh.n_layer; ++il) {
     const LayerWeights& L = model->weights().layers[il];
     GpuExperts& ge = experts[il];
     ge.slot.assign(sh.n_expert, -1);
+    ge.dynamic.assign(sh.n_expert, 0);
+    uint32_t n_dyn = 0;
     for (uint32_t e = 0; e < sh.n_expert; ++e) {
-      if (gpu_tier[il][e]) ge.slot[e] = static_cast<int32_t>(ge.n++);
+      if (pinned[il][e]) ge.slot[e] = static_cast<int32_t>(ge.n++);
+      if (dynamic[il][e]) {
+        ge.dynamic[e] = 1;
+        ++n_dyn;
+      }
     }
-    if (ge.n == 0) continue;
+    // More slots than dynamic experts would never be filled.
+    ge.n_dynamic = std::min(n_dynamic_slots, n_dyn);
+    n_slots[il] = ge.n_dynamic;
+    const uint32_t n_all = ge.n + ge.n_dynamic;
+    if (n_all == 0) continue;
     for (auto [t, buf] : {std::pair{&L.ffn_gate_exps, &ge.gate}, {&L.ffn_up_exps, &ge.up},
                           {&L.ffn_down_exps, &ge.down}}) {
       const uint64_t per = t->nb[2];
-      auto b = gpu::Buffer::create(dev, per * ge.n, gpu::MemoryIntent::device_weights,
-                                   fmt::format("{} ({} GPU experts)", t->name, ge.n));
+      auto b = gpu::Buffer::create(dev, per * n_all, gpu::MemoryIntent::device_weights,
+                                   fmt::format("{} ({} pinned + {} dynamic GPU experts)", t->name, ge.n,
+                                               ge.n_dynamic));
       if (!b.ok()) {
-        return with_context(b.status(), fmt::format("GPU experts of layer {} ({} x {})", il, ge.n,
-                                                    mib(per)));
+        return with_context(b.status(), fmt::format("GPU experts of layer {} ({} pinned + {} dynamic slots, x {})",
+                                                    il, ge.n, ge.n_dynamic, mib(per)));
       }
       *buf = std::move(b).value();
       for (uint32_t e = 0; e < sh.n_expert; ++e) {
@@ -139,11 +182,99 @@ Status HybridExecutor::Impl::create_experts(const std::vector<std::vector<bool>>
           TANDEM_RETURN_IF_ERROR(g.staging->upload(buf->slice(dst, per), src, per));
         }
       }
-      gpu_expert_bytes += per * ge.n;
+      pinned_bytes += per * ge.n;
+      gpu_expert_bytes += per * n_all;
+      gpu_slot_bytes += per * ge.n_dynamic;
+      if (ge.n_dynamic > 0) {
+        max_matrix = std::max(max_matrix, per);
+        ring_needed = ring_needed || !dev.unified() || buf->host_data() == nullptr;
+      }
     }
   }
   if (g.staging) TANDEM_RETURN_IF_ERROR(g.staging->wait_idle());
-  counters.upload_bytes += gpu_expert_bytes;
+  counters.upload_bytes += pinned_bytes;
+
+  const uint32_t max_slots = *std::max_element(n_slots.begin(), n_slots.end());
+  if (max_slots == 0) return Status::success();
+  TANDEM_ASSIGN_OR_RETURN(slots, GpuExpertSlots::create(sh.n_layer, sh.n_expert, std::move(n_slots),
+                                                        options.policy, options.frequency));
+  if (ring_needed) {
+    // One ring slot per matrix of every upload a layer can issue (3 x its dynamic slots): a
+    // layer's uploads never recycle a ring slot, and the previous layer's copies are complete
+    // (its submission B waited for them and the host for B), so upload() never blocks. Capped
+    // at 256 MiB of host memory; past that an upload may wait for the ring's oldest copy.
+    const uint64_t ring_slot = (max_matrix + 255) / 256 * 256;
+    const uint64_t cap = std::max<uint64_t>(4, (256ull << 20) / ring_slot);
+    const auto n_ring = static_cast<uint32_t>(std::min<uint64_t>(uint64_t{3} * max_slots, cap));
+    TANDEM_ASSIGN_OR_RETURN(upload_ring, gpu::StagingRing::create(dev, ring_slot * n_ring, n_ring));
+    upload_ring_bytes = ring_slot * n_ring;
+  }
+  return Status::success();
+}
+
+void HybridExecutor::Impl::join_uploads() {
+  if (!upload_task_running) return;
+  upload_tasks.wait();
+  upload_task_running = false;
+}
+
+Status HybridExecutor::Impl::issue_uploads(uint32_t il) {
+  ring_value = 0;
+  if (uploads.empty()) return Status::success();
+  const LayerWeights& L = model->weights().layers[il];
+  const GpuExperts& ge = experts[il];
+  const std::pair<const TensorView*, const gpu::Buffer*> mats[] = {
+      {&L.ffn_gate_exps, &ge.gate}, {&L.ffn_up_exps, &ge.up}, {&L.ffn_down_exps, &ge.down}};
+  const uint64_t bytes = L.ffn_gate_exps.nb[2] + L.ffn_up_exps.nb[2] + L.ffn_down_exps.nb[2];
+  const auto span = [this, il, bytes](int64_t t0, const SlotUpload& u, const char* how) {
+    trace->complete("gpu_upload", "upload", t0, trace->now_us() - t0,
+                    {{"layer", int64_t(il)},
+                     {"expert", int64_t(u.expert)},
+                     {"bytes", int64_t(bytes)},
+                     {"slot", int64_t(u.compact)},
+                     {"pass", int64_t(pass.load())}},
+                    how);
+  };
+  for (const SlotUpload& u : uploads) {
+    counters.upload_bytes += bytes;
+    if (upload_hook) upload_hook(il, u.expert, bytes);
+  }
+  if (upload_ring) {
+    // Queued on the ring's queue now, before attention is submitted; submission B waits on
+    // the ring's timeline value, so the copies overlap attention with no host wait.
+    for (const SlotUpload& u : uploads) {
+      const int64_t t0 = trace ? trace->now_us() : 0;
+      for (const auto& [t, buf] : mats) {
+        const uint64_t per = t->nb[2];
+        const auto* src = static_cast<const uint8_t*>(t->data) + per * static_cast<uint64_t>(u.expert);
+        Status st = upload_ring->upload(buf->slice(per * u.compact, per), src, per);
+        if (!st.ok()) {
+          for (const SlotUpload& v : uploads) slots->drop(il, v.expert);
+          return with_context(st, fmt::format("upload of layer {} expert {} into GPU slot {} ({})", il, u.expert,
+                                              u.compact, t->name));
+        }
+      }
+      if (trace) span(t0, u, "staging ring");
+    }
+    ring_value = upload_ring->last_value();
+    return Status::success();
+  }
+  // Unified memory: the slot buffers are host-visible; a worker copies from the mapping (page
+  // faults included) while the GPU runs attention, and the eval thread joins it before
+  // submission B (whose queue submission makes the host writes visible to the device).
+  task_uploads = uploads;
+  upload_task_running = true;
+  upload_tasks.run([this, mats, span] {
+    for (const SlotUpload& u : task_uploads) {
+      const int64_t t0 = trace ? trace->now_us() : 0;
+      for (const auto& [t, buf] : mats) {
+        const uint64_t per = t->nb[2];
+        std::memcpy(static_cast<uint8_t*>(buf->host_data()) + per * u.compact,
+                    static_cast<const uint8_t*>(t->data) + per * static_cast<uint64_t>(u.expert), per);
+      }
+      if (trace) span(t0, u, "memcpy");
+    }
+  });
   return Status::success();
 }
 
@@ -170,6 +301,8 @@ Result<std::unique_ptr<HybridExecutor>> HybridExecutor::create(const Model& mode
   // Tiers.
   ExpertStoreConfig config;
   std::vector<std::vector<bool>> gpu_tier(sh.n_layer, std::vector<bool>(sh.n_expert, false));
+  std::vector<std::vector<bool>> dynamic_tier(sh.n_layer, std::vector<bool>(sh.n_expert, false));
+  uint32_t n_dynamic_slots = 0;
   if (options.plan != nullptr) {
     const Plan& plan = *options.plan;
     TANDEM_ASSIGN_OR_RETURN(config, make_store_config_from_plan(sh, plan));
@@ -178,13 +311,16 @@ Result<std::unique_ptr<HybridExecutor>> HybridExecutor::create(const Model& mode
     for (uint32_t l = 0; l < sh.n_layer; ++l) {
       for (uint32_t e = 0; e < sh.n_expert; ++e) {
         const ExpertTier t = plan.placement.tiers[l][e];
-        gpu_tier[l][e] = runs_on_gpu(t);
+        gpu_tier[l][e] = t == ExpertTier::gpu_pinned;
+        dynamic_tier[l][e] = t == ExpertTier::gpu_dynamic;
         n_dynamic += t == ExpertTier::gpu_dynamic ? 1 : 0;
       }
     }
+    n_dynamic_slots = plan.placement.n_dynamic_slots;
     if (n_dynamic > 0) {
-      log_info("hybrid: {} gpu (dynamic) experts are uploaded once like pinned ones (no dynamic slots)",
-               n_dynamic);
+      log_info("hybrid: {} gpu (dynamic) experts share {} GPU slots per layer ({} policy){}", n_dynamic,
+               n_dynamic_slots, options.policy == CachePolicyKind::lru ? "lru" : "frequency",
+               n_dynamic_slots == 0 ? ": with no slot they run on the CPU from the mapping" : "");
     }
     if (plan.placement.attention == Device::cpu || plan.placement.output_head == Device::cpu) {
       log_info("hybrid: the plan puts attention/output head on the CPU; this executor runs them on the GPU");
@@ -215,7 +351,7 @@ Result<std::unique_ptr<HybridExecutor>> HybridExecutor::create(const Model& mode
     log_info("hybrid: no plan: {} of {} experts per layer on the GPU (experts {} of {} device-local)",
              per_layer, sh.n_expert, mib(all), mib(dev.caps().device_local_bytes()));
   }
-  TANDEM_RETURN_IF_ERROR(m.create_experts(gpu_tier));
+  TANDEM_RETURN_IF_ERROR(m.create_experts(gpu_tier, dynamic_tier, n_dynamic_slots));
   m.counters.upload_bytes += m.g.staged_bytes;
 
   // Pair buffers for n_ub rows.
@@ -238,6 +374,7 @@ Result<std::unique_ptr<HybridExecutor>> HybridExecutor::create(const Model& mode
   }
   ExpertCacheOptions co;
   co.policy = options.policy;
+  co.frequency = options.frequency;
   if (m.trace) {
     m.read_trace = std::make_unique<ExpertReadTrace>(*m.trace, model, m.pass);
     m.read_trace->install(co);
@@ -279,6 +416,9 @@ void HybridExecutor::set_observer(ForwardObserver* observer) {
 }
 void HybridExecutor::set_attention_submit_hook(std::function<void(uint32_t)> hook) {
   impl_->submit_hook = std::move(hook);
+}
+void HybridExecutor::set_upload_hook(std::function<void(uint32_t, int32_t, uint64_t)> hook) {
+  impl_->upload_hook = std::move(hook);
 }
 
 Status HybridExecutor::eval(std::span<const int32_t> tokens, LogitsRows rows, std::vector<float>& logits) {
@@ -407,6 +547,7 @@ Status HybridExecutor::Impl::run_layer(uint32_t il, const GpuUbatch& ub) {
 
   // 1. Router on the raw layer input (spec §2.2), published before attention is submitted.
   int64_t n_gpu = 0, n_cpu = 0;
+  uploads.clear();
   if (m > 0) {
     router_logits.resize(static_cast<size_t>(m * sh.n_expert));
     TANDEM_RETURN_IF_ERROR(ops->mul_mat(L.ffn_gate_inp, x + r0 * d, m, router_logits.data()));
@@ -418,12 +559,30 @@ Status HybridExecutor::Impl::run_layer(uint32_t il, const GpuUbatch& ub) {
     c_ids.clear();
     on_gpu.assign(static_cast<size_t>(m * k), 0);
     pair_of.assign(static_cast<size_t>(m * k), 0);
+    if (ge.n_dynamic > 0) {
+      // Resident experts this ubatch routes to keep their slots, whatever the pair order.
+      slots->begin_batch(il);
+      for (const int32_t e : ids) {
+        if (ge.dynamic[static_cast<size_t>(e)] != 0) slots->protect(il, e);
+      }
+    }
     for (int64_t i = 0; i < m; ++i) {
       for (int64_t s = 0; s < k; ++s) {
         const size_t p = static_cast<size_t>(i * k + s);
         const int32_t e = ids[p];
-        const int32_t slot = ge.slot[static_cast<size_t>(e)];
+        int32_t slot = ge.slot[static_cast<size_t>(e)];
+        bool hit = slot >= 0;
+        if (ge.dynamic[static_cast<size_t>(e)] != 0) {
+          // A dynamic expert: resident, or a slot to upload into now, or (every slot taken by
+          // this batch, or none at all) the CPU computes it from the mapping.
+          const GpuSlotLookup r = ge.n_dynamic > 0 ? slots->use(il, e) : GpuSlotLookup{};
+          if (r.slot >= 0) slot = static_cast<int32_t>(ge.n) + r.slot;
+          if (r.upload) uploads.push_back(SlotUpload{e, static_cast<uint32_t>(slot)});
+          hit = r.hit;
+          if (!hit) ++counters.gpu_misses;
+        }
         if (slot >= 0) {
+          if (hit) ++counters.gpu_hits;
           on_gpu[p] = 1;
           pair_of[p] = static_cast<int32_t>(g_rows.size());
           g_rows.push_back(static_cast<int32_t>(i));
@@ -442,6 +601,13 @@ Status HybridExecutor::Impl::run_layer(uint32_t il, const GpuUbatch& ub) {
       counters.upload_bytes += static_cast<uint64_t>(n_gpu) * 8;
     }
   }
+  // The dynamic misses' uploads start before attention is submitted; every return below joins
+  // the memcpy task (it writes slot buffers that must outlive it).
+  TANDEM_RETURN_IF_ERROR(issue_uploads(il));
+  struct JoinUploads {
+    Impl* impl;
+    ~JoinUploads() { impl->join_uploads(); }
+  } join_guard{this};
 
   // 3. Submission A: attention .. ffn_norm.
   if (submit_hook) submit_hook(il);
@@ -474,7 +640,7 @@ Status HybridExecutor::Impl::run_layer(uint32_t il, const GpuUbatch& ub) {
     const gpu::BufferSlice us = g.up.slice(0, static_cast<uint64_t>(n_gpu * nff) * 4);
     const gpu::BufferSlice ys = pair_out.slice(0, static_cast<uint64_t>(n_gpu * d) * 4);
     const gpu::BufferSlice fs = g.f.slice(0, static_cast<uint64_t>(m * d) * 4);
-    const int64_t ne = ge.n;
+    const int64_t ne = ge.n + ge.n_dynamic;  // compact experts: pinned, then dynamic slots
     Status st = [&]() -> Status {
       TANDEM_RETURN_IF_ERROR(gpu::ops::get_rows(r, DType::f32, fs, d, m, rows_s, n_gpu, xg));
       TANDEM_RETURN_IF_ERROR(gpu::ops::mul_mat_vec_id(r, L.ffn_gate_exps.dtype, ge.gate.slice(), d, nff, ne,
@@ -495,9 +661,13 @@ Status HybridExecutor::Impl::run_layer(uint32_t il, const GpuUbatch& ub) {
       (void)g.rec->wait();
       return st;
     }
-    const gpu::TimelineWait after_a[] = {{&g.rec->semaphore(), a_done}};
-    TANDEM_RETURN_IF_ERROR(r.submit(after_a).status());
-    counters.gpu_hits += static_cast<uint64_t>(n_gpu);
+    // B reads the dynamic slots: after the memcpy task (host writes, made visible by the
+    // submission) or after the ring's copies (its timeline value), and after A.
+    join_uploads();
+    gpu::TimelineWait waits[2] = {{&g.rec->semaphore(), a_done}, {}};
+    size_t n_waits = 1;
+    if (ring_value > 0) waits[n_waits++] = {&upload_ring->semaphore(), ring_value};
+    TANDEM_RETURN_IF_ERROR(r.submit(std::span<const gpu::TimelineWait>(waits, n_waits)).status());
     const uint64_t per = L.ffn_gate_exps.nb[2] + L.ffn_up_exps.nb[2] + L.ffn_down_exps.nb[2];
     counters.weight_bytes += static_cast<uint64_t>(n_gpu) * per;
     counters.expert_bytes += static_cast<uint64_t>(n_gpu) * per;
@@ -575,15 +745,23 @@ std::vector<DeviceMemoryLine> HybridExecutor::memory_lines() const {
   const uint32_t total = sh.n_layer * sh.n_expert;
   const ExpertStoreConfig& c = m.store->config();
   const uint32_t slots = c.n_slots_per_layer > 0 ? c.n_slots_per_layer * c.n_layer : c.n_slots;
+  uint32_t n_pinned = 0;
+  for (const auto& ge : m.experts) n_pinned += ge.n;
+  const std::string dynamic =
+      m.slots == nullptr
+          ? std::string()
+          : fmt::format(", dynamic slots {} ({}, {} policy, {}{})", m.slots->total_slots(), mib(m.gpu_slot_bytes),
+                        m.slots->policy_name(), m.upload_ring ? "uploaded through a staging ring of " : "filled by memcpy",
+                        m.upload_ring ? mib(m.upload_ring_bytes) : "");
   return {
       DeviceMemoryLine{
           fmt::format("GPU {} ({})", m.g.device->caps().index, m.g.device->caps().name),
-          fmt::format("dense weights {} ({}), experts {} of {} ({}, {}), KV {} (n_ctx {} on every layer), "
+          fmt::format("dense weights {} ({}), pinned experts {} of {} ({}, {}){}, KV {} (n_ctx {} on every layer), "
                       "scratch {}, activations x/f shared with the CPU ({})",
-                      mib(m.g.weight_bytes_bound), how, gpu_expert_count(), total, mib(m.gpu_expert_bytes),
+                      mib(m.g.weight_bytes_bound), how, n_pinned, total, mib(m.gpu_expert_bytes - m.gpu_slot_bytes),
                       m.g.device->unified() ? "host-visible device memory, copied once"
                                             : "device-local, staged once",
-                      mib(m.g.kv_bytes), m.options.n_ctx, mib(m.g.scratch_bytes),
+                      dynamic, mib(m.g.kv_bytes), m.options.n_ctx, mib(m.g.scratch_bytes),
                       m.g.device->unified() ? "unified: same pages" : "host memory read over the bus")},
       DeviceMemoryLine{"CPU", fmt::format("experts {} in RAM (the mapping), {} streamed through {} cache slots",
                                           c.count(StoreTier::ram), c.count(StoreTier::stream),
@@ -613,13 +791,20 @@ void HybridExecutor::reset_counters() {
   m.counters = {};
   m.ops->reset_counters();
   m.prefetcher->reset_stats();
+  if (m.slots) m.slots->reset_stats();
   if (m.store->cache() != nullptr) m.cache_base = m.store->cache()->stats();
 }
 
 uint32_t HybridExecutor::gpu_expert_count() const {
-  uint32_t n = 0;
+  uint32_t n = impl_->slots ? impl_->slots->resident_count() : 0;
   for (const auto& ge : impl_->experts) n += ge.n;
   return n;
+}
+uint32_t HybridExecutor::gpu_slot_count() const {
+  return impl_->slots ? impl_->slots->total_slots() : 0;
+}
+GpuSlotStats HybridExecutor::gpu_slot_stats() const {
+  return impl_->slots ? impl_->slots->stats() : GpuSlotStats{};
 }
 uint64_t HybridExecutor::validation_message_count() const {
   return impl_->g.instance->validation_message_count();
