@@ -1,5 +1,8 @@
 #include "runtime/executor_factory.h"
 
+#include "core/log.h"
+#include "planner/profile.h"
+#include "runtime/cache_policy.h"
 #include "runtime/cpu_executor.h"
 #include "runtime/forward_ops.h"
 #include "planner/plan.h"
@@ -25,6 +28,22 @@ Result<std::optional<Plan>> load_plan_for(const Model& model, const std::filesys
                       path.string(), plan.model_name, plan.model_hash, model.name(), model.content_hash());
   }
   return std::optional<Plan>(std::move(plan));
+}
+
+// The frequency policy's prior from --profile (empty: none).
+Result<std::vector<double>> prior_for(const Model& model, const ExecutorOptions& options) {
+  if (options.profile.empty()) return std::vector<double>();
+  TANDEM_ASSIGN_OR_RETURN(Profile profile, load_profile(options.profile));
+  if (!profile.model_hash.empty() && profile.model_hash != model.content_hash()) {
+    return make_error(ErrorCode::invalid_argument,
+                      "{}: the profile was made for model '{}' (hash {}), not for {} (hash {}): run `tandem profile` "
+                      "for this model",
+                      options.profile.string(), profile.model_name, profile.model_hash, model.name(),
+                      model.content_hash());
+  }
+  auto prior = expert_priors_from_profile(profile, model.shape().n_layer, model.shape().n_expert);
+  if (!prior.ok()) return prior.status().with_context(options.profile.string());
+  return prior;
 }
 
 }  // namespace
@@ -58,6 +77,10 @@ Result<std::unique_ptr<Executor>> make_executor(const Model& model, const Execut
                       options.cache_policy);
   }
   TANDEM_ASSIGN_OR_RETURN(std::optional<Plan> plan, load_plan_for(model, options.plan));
+  TANDEM_ASSIGN_OR_RETURN(std::vector<double> prior, prior_for(model, options));
+  if (!prior.empty() && policy != CachePolicyKind::frequency) {
+    log_info("--profile is the frequency policy's prior; --cache-policy {} does not use it", options.cache_policy);
+  }
   if (options.placement == "auto") {
     ExecutorOptions resolved = options;
     resolved.placement = resolve_placement(options.placement, plan ? &*plan : nullptr);
@@ -72,6 +95,7 @@ Result<std::unique_ptr<Executor>> make_executor(const Model& model, const Execut
     so.mem_limit = options.mem_limit;
     so.plan = plan ? &*plan : nullptr;
     so.policy = policy;
+    so.frequency.prior = prior;
     so.trace = options.trace;
     if (options.cpu_ops == "plain") so.make_base_ops = [] { return make_cpu_ops(); };
     return make_streaming_executor(model, so);
@@ -107,6 +131,7 @@ Result<std::unique_ptr<Executor>> make_executor(const Model& model, const Execut
     ho.mem_limit = options.mem_limit;
     ho.trace = options.trace;
     ho.policy = policy;
+    ho.frequency.prior = prior;
     if (options.cpu_ops == "plain") ho.make_base_ops = [] { return make_cpu_ops(); };
     return make_hybrid_executor(model, ho);
   }

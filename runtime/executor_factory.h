@@ -13,7 +13,7 @@
 //            resolve_placement() says which, before anything is loaded.
 // Errors: invalid_argument for an unknown placement or cpu_ops name; the executors' own
 // (no Vulkan device, out of memory); not_found / invalid_file for the plan file;
-// invalid_argument for a plan made for another model (its model_hash).
+// invalid_argument for a plan or profile made for another model (its model_hash).
 #pragma once
 
 #include <cstdint>
@@ -40,7 +40,10 @@ struct ExecutorOptions {
   std::filesystem::path plan;     // --plan
   uint64_t mem_limit = 0;         // --mem-limit, bytes; 0 = none
   std::filesystem::path trace;    // --trace (Chrome trace JSON)
-  std::string cache_policy = "lru";
+  std::string cache_policy = "lru";  // --cache-policy: lru | frequency (streamed experts' RAM cache, GPU slots)
+  // --profile: a model profile (`tandem profile`) whose activation probabilities are the
+  // frequency policy's prior (cache_policy.h); without it the frequency policy is plain LRFU.
+  std::filesystem::path profile;
   bool transpose_down = false;    // --transpose-down (cpu placement; cpu_executor.h)
 };
 

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <fstream>
 
+#include "planner/profile.h"
 #include "runtime/cpu_executor.h"
 #include "runtime/forward_test_support.h"
 #include "support/test_support.h"
@@ -175,4 +176,44 @@ TEST_CASE("make_executor: auto placement follows the plan (cpu when it keeps eve
   double max_diff = 0;
   for (size_t i = 0; i < a.size(); ++i) max_diff = std::max(max_diff, static_cast<double>(std::abs(a[i] - b[i])));
   CHECK(max_diff == 0.0);  // same fast ops, same experts: bit-identical
+}
+
+TEST_CASE("make_executor: --profile gives the frequency policy its prior; another model's profile is refused",
+          "[executor]") {
+  test::TempDir dir;
+  auto model = testing::make_and_load(MakeModelOptions{}, dir / "m.gguf");
+  REQUIRE(model.ok());
+  const ModelShape& s = model->shape();
+  auto write_profile = [&](const std::string& hash, const std::filesystem::path& path) {
+    ProfileBuilder b(model->name(), hash, profile_shape(s));
+    for (uint32_t l = 0; l < s.n_layer; ++l) {
+      const std::vector<int32_t> ids = {0, 1};
+      const std::vector<float> w = {0.6f, 0.4f};
+      REQUIRE(b.add_routing(l, 0, std::span(ids).first(std::min<size_t>(2, s.n_expert_used)),
+                            std::span(w).first(std::min<size_t>(2, s.n_expert_used)))
+                  .ok());
+    }
+    REQUIRE(save_profile(b.finish(), path).ok());
+  };
+  write_profile(model->content_hash(), dir / "p.json");
+  write_profile("0123456789abcdef", dir / "other.json");
+
+  ExecutorOptions o = small_options();
+  o.mem_limit = 0;
+  o.placement = "cpu";
+  o.trace = dir / "t.json";  // the streaming executor: the one with a RAM cache policy
+  o.cache_policy = "frequency";
+  o.profile = dir / "p.json";
+  auto ex = make_executor(*model, o);
+  INFO((ex.ok() ? std::string() : ex.status().message()));
+  REQUIRE(ex.ok());
+  std::vector<float> logits;
+  const std::vector<int32_t> tokens = {1, 2, 3};
+  CHECK((*ex)->eval(tokens, LogitsRows::last, logits).ok());
+
+  o.profile = dir / "other.json";
+  auto bad = make_executor(*model, o);
+  REQUIRE_FALSE(bad.ok());
+  CHECK(bad.status().message().find("other.json") != std::string::npos);
+  CHECK(bad.status().message().find("tandem profile") != std::string::npos);
 }

@@ -41,6 +41,7 @@ struct CommonOptions {
   std::string mem_limit;
   std::string trace;
   std::string cache_policy = "lru";
+  std::string profile;  // the frequency policy's prior
   bool transpose_down = false;
 };
 
@@ -71,7 +72,10 @@ inline void add_model_options(CLI::App& sub, CommonOptions& o, bool with_trace =
   sub.add_option("--cache-policy", o.cache_policy,
                  "replacement policy of the streamed experts' RAM cache: lru or frequency (LRFU with the profile's prior)")
       ->capture_default_str();
-  if (with_trace) {
+  if (with_trace) {  // the profile command writes a profile: no prior to read there
+    sub.add_option("--profile", o.profile,
+                   "model profile from `tandem profile`: its activation probabilities are the prior of "
+                   "--cache-policy frequency");
     sub.add_option("--trace", o.trace, "write a Chrome trace-event JSON of the run here (Perfetto, chrome://tracing)");
   }
   sub.allow_extras();
@@ -186,6 +190,7 @@ inline Result<std::unique_ptr<Session>> open_session(const CommonOptions& o, con
   }
   so.executor.trace = o.trace;
   so.executor.cache_policy = o.cache_policy;
+  so.executor.profile = o.profile;
   so.executor.transpose_down = o.transpose_down;
   TANDEM_ASSIGN_OR_RETURN(auto session, Session::open(so));
   const ModelShape& sh = session->model().shape();
