@@ -120,21 +120,28 @@ Result<CostModel> CostModel::create(const ModelShape& shape, const Profile& prof
   // Usage: per-token probabilities; in prefill, the per-batch read probability / N.
   m.p_.assign(static_cast<size_t>(shape.n_layer) * shape.n_expert, 0.0);
   m.a_.assign(m.p_.size(), 1.0);
-  m.uses_total_.assign(shape.n_layer, 0.0);
+  m.lru_terms_.resize(m.p_.size());
+  std::array<double, k_lru_grid> times{};
+  for (size_t g = 0; g < k_lru_grid; ++g) times[g] = lru_time(g);
   for (uint32_t l = 0; l < shape.n_layer; ++l) {
     const LayerProfile& L = profile.layers[l];
-    if (L.experts.size() != shape.n_expert || L.lru_hit_rate.size() != shape.n_expert + 1u) {
-      return make_error(ErrorCode::invalid_argument, "profile layer {}: {} experts and {} LRU rates for n_expert {}",
-                        l, L.experts.size(), L.lru_hit_rate.size(), shape.n_expert);
+    if (L.experts.size() != shape.n_expert) {
+      return make_error(ErrorCode::invalid_argument, "profile layer {}: {} experts for n_expert {}", l,
+                        L.experts.size(), shape.n_expert);
     }
-    m.lru_.push_back(L.lru_hit_rate);
     for (uint32_t e = 0; e < shape.n_expert; ++e) {
       const size_t i = static_cast<size_t>(l) * shape.n_expert + e;
       m.p_[i] = std::clamp(profile.activation_probability(l, e), 0.0, 1.0);
       m.a_[i] = std::clamp(L.experts[e].gate_activity, 0.0, 1.0);
-      const double uses = m.batch_ == 1 ? m.p_[i] : (1.0 - std::pow(1.0 - m.p_[i], N)) / N;
-      m.uses_total_[l] += uses;
+      // Per step (token, or batch in prefill): the probability that e is read.
+      const double q = m.batch_ == 1 ? m.p_[i] : 1.0 - std::pow(1.0 - m.p_[i], N);
+      LruSums& t = m.lru_terms_[i];
+      for (size_t g = 0; g < k_lru_grid; ++g) {
+        t.occupancy[g] = static_cast<float>(1.0 - std::pow(1.0 - q, times[g]));
+        t.misses[g] = static_cast<float>(q * std::pow(1.0 - q, times[g] - 0.5));
+      }
     }
+    m.calibrate_lru(l, L.lru_hit_rate);
   }
   return m;
 }
@@ -160,6 +167,8 @@ void CostModel::add_expert(LayerLoad& load, uint32_t layer, uint32_t expert, Exp
     else {
       load.n_gpu_dynamic += sign;
       load.dynamic_uses += s * read_p;
+      if (sign > 0) load.dynamic_lru += lru_terms_[i];
+      else load.dynamic_lru -= lru_terms_[i];
     }
   } else {
     const double us = batch_ == 1 ? p * (cpu_gate_us_ + a * (cpu_dense_us_ - cpu_gate_us_))
@@ -171,6 +180,8 @@ void CostModel::add_expert(LayerLoad& load, uint32_t layer, uint32_t expert, Exp
     else {
       load.n_storage += sign;
       load.storage_uses += s * read_p;
+      if (sign > 0) load.storage_lru += lru_terms_[i];
+      else load.storage_lru -= lru_terms_[i];
     }
   }
 }
@@ -181,13 +192,85 @@ LayerLoad CostModel::layer_load(uint32_t layer, std::span<const ExpertTier> tier
   return load;
 }
 
-double CostModel::misses(uint32_t layer, double uses, uint32_t resident, uint32_t slots) const {
-  if (uses <= 0) return 0;
-  // Steady state: the first use of each expert (a cold miss, 1 - h(n_expert) of the
-  // profile's accesses) is a start-up cost, so only the misses beyond those count.
-  const uint32_t c = std::min(n_expert_, resident + slots);
-  const double miss_all = (lru_[layer][n_expert_] - lru_[layer][c]) * uses_total_[layer];
-  return std::clamp(miss_all, 0.0, uses);
+void CostModel::calibrate_lru(uint32_t layer, const std::vector<double>& h) {
+  const size_t base = static_cast<size_t>(layer) * k_lru_grid;
+  if (lru_dilation_.size() < base + k_lru_grid) lru_dilation_.resize(base + k_lru_grid);
+  float* dil = &lru_dilation_[base];
+  for (size_t g = 0; g < k_lru_grid; ++g) dil[g] = static_cast<float>(g);
+  // Decode only: the curve is of a token stream; prefill's steps are batches.
+  if (batch_ != 1 || h.size() != n_expert_ + 1u) return;
+  std::vector<double> all_occ(k_lru_grid, 0.0), all_miss(k_lru_grid, 0.0);
+  double A = 0;
+  for (uint32_t e = 0; e < n_expert_; ++e) {
+    const size_t i = static_cast<size_t>(layer) * n_expert_ + e;
+    A += p_[i];
+    for (size_t g = 0; g < k_lru_grid; ++g) {
+      all_occ[g] += lru_terms_[i].occupancy[g];
+      all_miss[g] += lru_terms_[i].misses[g];
+    }
+  }
+  if (A <= 0) return;
+  // For each grid time: the whole stream's LRU of the same characteristic time holds c
+  // experts and missed m = (h(n_expert) - h(c)) A per token in the profile; the fractional
+  // grid index where the independent-reference misses equal m is the dilated time.
+  double offset = 0;  // dilation beyond the informative range: the last one's, as a time ratio
+  for (size_t g = 0; g < k_lru_grid; ++g) {
+    const double c = all_occ[g];
+    if (c > n_expert_ - 1.0 || all_miss[g] < 0.01 * A) {
+      dil[g] = static_cast<float>(std::min<double>(k_lru_grid - 1, static_cast<double>(g) + offset));
+      continue;
+    }
+    const size_t ci = std::min(static_cast<size_t>(c), static_cast<size_t>(n_expert_) - 1);
+    const double hc = h[ci] + (c - static_cast<double>(ci)) * (h[ci + 1] - h[ci]);
+    const double measured = (h[n_expert_] - hc) * A;
+    double x = 0;
+    if (measured <= all_miss[k_lru_grid - 1]) {
+      x = k_lru_grid - 1;
+    } else if (measured < all_miss[0]) {
+      size_t j = 1;
+      while (all_miss[j] > measured) ++j;  // all_miss decreases; stops by the check above
+      x = static_cast<double>(j - 1) + (all_miss[j - 1] - measured) / (all_miss[j - 1] - all_miss[j]);
+    }
+    // Monotone: a longer characteristic time never maps to a shorter one.
+    x = std::max(x, g > 0 ? static_cast<double>(dil[g - 1]) : 0.0);
+    dil[g] = static_cast<float>(x);
+    offset = x - static_cast<double>(g);
+  }
+}
+
+double CostModel::lru_time(size_t g) { return 0.5 * std::pow(1.5, static_cast<double>(g)); }
+
+namespace {
+
+// Linear interpolation of v at the fractional index x in [0, k_lru_grid - 1].
+template <class V>
+double at_index(const V& v, double x) {
+  const size_t i = std::min(static_cast<size_t>(x), k_lru_grid - 2);
+  const double f = x - static_cast<double>(i);
+  return v[i] + f * (v[i + 1] - v[i]);
+}
+
+}  // namespace
+
+double CostModel::lru_misses(uint32_t layer, const LruSums& sums, double uses, uint32_t n_tier,
+                             uint32_t slots) const {
+  if (uses <= 0 || slots >= n_tier) return 0;
+  const double C = slots;
+  const auto& O = sums.occupancy;
+  // T_S as a fractional grid index; below the first grid time (0.5 steps) and beyond the
+  // last, the ends.
+  double x = 0;
+  if (C > O[k_lru_grid - 1]) {
+    x = k_lru_grid - 1;
+  } else if (C > O[0]) {
+    const size_t g = static_cast<size_t>(std::lower_bound(O.begin() + 1, O.end(), C) - O.begin());
+    const double lo = O[g - 1], span = O[g] - lo;
+    x = static_cast<double>(g - 1) + (span > 0 ? std::clamp((C - lo) / span, 0.0, 1.0) : 1.0);
+  }
+  // The layer's locality: the time at which independent references miss as often as the
+  // profiled stream did (lru_dilation_, identity without a profiled LRU curve).
+  const double xd = at_index(std::span<const float>(&lru_dilation_[static_cast<size_t>(layer) * k_lru_grid], k_lru_grid), x);
+  return std::clamp(at_index(sums.misses, xd) / static_cast<double>(batch_), 0.0, uses);
 }
 
 LayerCost CostModel::layer_cost(uint32_t layer, const LayerLoad& load, const Placement& g) const {
@@ -201,13 +284,13 @@ LayerCost CostModel::layer_cost(uint32_t layer, const LayerLoad& load, const Pla
   c.storage_accesses = std::max(0.0, load.storage_uses);
   if (load.n_gpu_dynamic > 0) {
     const uint32_t slots = std::max(1u, std::min(g.n_dynamic_slots, load.n_gpu_dynamic));
-    c.dynamic_misses = misses(layer, c.dynamic_accesses, load.n_gpu_pinned, slots);
+    c.dynamic_misses = lru_misses(layer, load.dynamic_lru, c.dynamic_accesses, load.n_gpu_dynamic, slots);
     c.upload_bytes = c.dynamic_misses * B;
     c.upload_us = us_for_bytes(c.upload_bytes, upload_gbps_);
   }
   if (load.n_storage > 0) {
     const uint32_t slots = std::max(1u, std::min(g.ram_cache_experts, load.n_storage));
-    c.storage_misses = misses(layer, c.storage_accesses, n_expert_ - load.n_storage, slots);
+    c.storage_misses = lru_misses(layer, load.storage_lru, c.storage_accesses, load.n_storage, slots);
     c.storage_bytes = c.storage_misses * B;
     c.storage_us = us_for_bytes(c.storage_bytes, storage_gbps_) +
                    std::min(1.0, c.storage_misses) * storage_latency_us_;

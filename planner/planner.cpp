@@ -5,6 +5,7 @@
 #include <cmath>
 #include <limits>
 #include <optional>
+#include <tuple>
 
 namespace tandem {
 
@@ -47,9 +48,12 @@ struct DpState {
   std::vector<uint32_t> codes;
 };
 
+// Equal times keep the option with fewer bytes first, so that a tie (e.g. a gpu-dynamic expert
+// with a slot of its own, which never misses, against the same expert pinned) goes to the
+// smaller placement.
 template <class T>
 void pareto_prune(std::vector<T>& v) {
-  std::sort(v.begin(), v.end(), [](const T& a, const T& b) { return a.t < b.t; });
+  std::sort(v.begin(), v.end(), [](const T& a, const T& b) { return a.t < b.t || (a.t == b.t && a.g + a.r < b.g + b.r); });
   std::vector<T> kept;
   for (auto& x : v) {
     bool dominated = false;
@@ -259,8 +263,20 @@ class Search {
   }
 
   // Fills dt/dg/dr of a move (the submit cost is charged when it turns the GPU on or off).
+  // Scores on the layer's own load, changed in place and restored bit for bit afterwards:
+  // copying a whole LayerLoad (its LRU sums) per scored move would dominate the search.
   void score(Move& m, bool others_gpu) const {
-    LayerLoad load = loads_[m.layer];
+    LayerLoad& load = loads_[m.layer];
+    const LoadSums saved = load;
+    bool dynamic_touched = false, storage_touched = false;
+    for (auto [e, t] : m.changes) {
+      for (ExpertTier x : {g_.tiers[m.layer][e], t}) {
+        dynamic_touched = dynamic_touched || x == ExpertTier::gpu_dynamic;
+        storage_touched = storage_touched || x == ExpertTier::storage;
+      }
+    }
+    if (dynamic_touched) saved_dynamic_ = load.dynamic_lru;
+    if (storage_touched) saved_storage_ = load.storage_lru;
     for (auto [e, t] : m.changes) {
       cm_.add_expert(load, m.layer, e, g_.tiers[m.layer][e], -1);
       cm_.add_expert(load, m.layer, e, t, +1);
@@ -269,10 +285,13 @@ class Search {
     cm_.layer_memory(load, g_, mg, mr, ms);
     m.dt = cm_.layer_cost(m.layer, load, g_).total_us - time_[m.layer];
     if (!others_gpu) {
-      const bool before = loads_[m.layer].n_gpu_pinned + loads_[m.layer].n_gpu_dynamic > 0;
+      const bool before = saved.n_gpu_pinned + saved.n_gpu_dynamic > 0;
       const bool after = load.n_gpu_pinned + load.n_gpu_dynamic > 0;
       m.dt += (static_cast<double>(after) - static_cast<double>(before)) * cm_.submit_us();
     }
+    static_cast<LoadSums&>(load) = saved;
+    if (dynamic_touched) load.dynamic_lru = saved_dynamic_;
+    if (storage_touched) load.storage_lru = saved_storage_;
     m.dg = static_cast<int64_t>(mg) - static_cast<int64_t>(mem_g_[m.layer]);
     m.dr = static_cast<int64_t>(mr) - static_cast<int64_t>(mem_r_[m.layer]);
   }
@@ -407,7 +426,7 @@ class Search {
             if (ti == g_.tiers[l][i] || !tier_allowed(cm_, ti)) continue;
             if (!small) {
               Move m{l, {{i, ti}}, 0, 0, 0};
-              score(m, any_gpu_except(l));
+              score(m, others);  // moves in layer l leave the other layers as they are
               if (m.dt < -1e-9 && fits(m)) {
                 apply(m);
                 improved = again = true;
@@ -458,18 +477,30 @@ class Search {
           for (uint32_t c : counts) {
             if (a + b + c > E) break;
             if (!cm_.has_gpu() && (a > 0 || (order == 0 ? b : c) > 0)) continue;
-            LayerLoad load = P[0][a];
-            load += P[second][a + b];
-            load -= P[second][a];
-            load += P[third][a + b + c];
-            load -= P[third][a + b];
-            load += P[3][E];
-            load -= P[3][a + b + c];
-            double dt = cm_.layer_cost(l, load, g_).total_us - time_[l];
+            // Scalars first, with empty LRU sums (no misses): a lower bound on the layer
+            // time, which rules out most rewrites before their LRU sums are added up.
+            LayerLoad load;
+            add_sums(load, P[0][a], 1);
+            add_sums(load, P[second][a + b], 1);
+            add_sums(load, P[second][a], -1);
+            add_sums(load, P[third][a + b + c], 1);
+            add_sums(load, P[third][a + b], -1);
+            add_sums(load, P[3][E], 1);
+            add_sums(load, P[3][a + b + c], -1);
+            double submit = 0;
             if (!others) {
               const bool gpu_after = load.n_gpu_pinned + load.n_gpu_dynamic > 0;
-              dt += (static_cast<double>(gpu_after) - static_cast<double>(gpu_before)) * cm_.submit_us();
+              submit = (static_cast<double>(gpu_after) - static_cast<double>(gpu_before)) * cm_.submit_us();
             }
+            if (cm_.layer_cost(l, load, g_).total_us - time_[l] + submit >= best.dt) continue;
+            for (const auto& [t, from, to] : {std::tuple{second, a, a + b}, std::tuple{third, a + b, a + b + c},
+                                              std::tuple{size_t{3}, a + b + c, E}}) {
+              LruSums* sums = t == 1 ? &load.dynamic_lru : t == 3 ? &load.storage_lru : nullptr;
+              if (!sums) continue;
+              *sums += t == 1 ? P[t][to].dynamic_lru : P[t][to].storage_lru;
+              *sums -= t == 1 ? P[t][from].dynamic_lru : P[t][from].storage_lru;
+            }
+            const double dt = cm_.layer_cost(l, load, g_).total_us - time_[l] + submit;
             if (dt >= best.dt) continue;
             uint64_t mg = 0, mr = 0, ms = 0;
             cm_.layer_memory(load, g_, mg, mr, ms);
@@ -493,6 +524,14 @@ class Search {
       if (g_.tiers[l][order_[l][i]] != t) best.changes.push_back({order_[l][i], t});
     }
     return !best.changes.empty();
+  }
+
+  static void add_sums(LoadSums& x, const LoadSums& o, int sign) {
+    const double s = sign;
+    x.cpu_us += s * o.cpu_us; x.cpu_bytes += s * o.cpu_bytes; x.gpu_us += s * o.gpu_us; x.gpu_bytes += s * o.gpu_bytes;
+    x.dynamic_uses += s * o.dynamic_uses; x.storage_uses += s * o.storage_uses;
+    x.n_gpu_pinned += sign * static_cast<int>(o.n_gpu_pinned); x.n_gpu_dynamic += sign * static_cast<int>(o.n_gpu_dynamic);
+    x.n_ram_cpu += sign * static_cast<int>(o.n_ram_cpu); x.n_storage += sign * static_cast<int>(o.n_storage);
   }
 
   // Moves memory between layers: demote one expert in layer b to afford a promotion in layer a.
@@ -553,7 +592,8 @@ class Search {
   const CostModel& cm_;
   Limits lim_;
   Placement g_;
-  std::vector<LayerLoad> loads_;
+  mutable std::vector<LayerLoad> loads_;  // score() changes one in place and restores it
+  mutable LruSums saved_dynamic_, saved_storage_;
   std::vector<double> time_;
   std::vector<uint64_t> mem_g_, mem_r_;
   uint64_t used_g_ = 0, used_r_ = 0;
@@ -767,6 +807,28 @@ Result<Plan> make_plan(const ModelShape& shape, const Profile& profile, const Ha
   plan.n_expert = shape.n_expert;
   plan.expert_bytes = cm.expert_bytes();
   plan.placement = std::move(best.placement);
+  // A layer whose LRU holds its whole tier never misses (cost_model.h), so its experts may as
+  // well be resident: gpu-dynamic experts with a slot each become gpu-pinned, storage experts
+  // with a cache slot each ram_cpu. Same time, no more memory; it only breaks the tie the
+  // search leaves between the two, in favour of the plan that says what happens.
+  {
+    Placement resident = plan.placement;
+    for (auto& layer : resident.tiers) {
+      const auto n_dynamic = static_cast<uint32_t>(std::count(layer.begin(), layer.end(), ExpertTier::gpu_dynamic));
+      const auto n_storage = static_cast<uint32_t>(std::count(layer.begin(), layer.end(), ExpertTier::storage));
+      const bool pin = n_dynamic > 0 && resident.n_dynamic_slots >= n_dynamic;
+      const bool keep = n_storage > 0 && resident.ram_cache_experts >= n_storage;
+      for (ExpertTier& t : layer) {
+        if (pin && t == ExpertTier::gpu_dynamic) t = ExpertTier::gpu_pinned;
+        if (keep && t == ExpertTier::storage) t = ExpertTier::ram_cpu;
+      }
+    }
+    auto before = cm.evaluate(plan.placement), after = cm.evaluate(resident);
+    if (before.ok() && after.ok() && after->token_us <= before->token_us &&
+        after->memory.gpu_bytes <= before->memory.gpu_bytes && after->memory.ram_bytes <= before->memory.ram_bytes) {
+      plan.placement = std::move(resident);
+    }
+  }
   bool any_dynamic = false, any_storage = false;
   for (const auto& layer : plan.placement.tiers) {
     for (ExpertTier t : layer) {

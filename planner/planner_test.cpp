@@ -147,7 +147,9 @@ TEST_CASE("planner: 21B shape (52 x 64 experts) is planned quickly", "[planner][
     CHECK(plan->solver == "heuristic");
     REQUIRE(plan->predicted.memory.gpu_bytes <= budget.gpu_mem);
     REQUIRE(plan->predicted.memory.ram_bytes <= budget.ram);
-    REQUIRE(s < 5.0);
+    // CPU time: the planner is single-threaded, and on a shared 2-core CI machine the wall
+    // time mostly measures the other jobs.
+    REQUIRE(cpu_s < 5.0);
   }
 }
 
@@ -191,6 +193,7 @@ TEST_CASE("planner: a costlier upload never gets more dynamic GPU slots", "[plan
         CHECK(p.placement.n_dynamic_slots <= prev_slots);
         prev_slots = p.placement.n_dynamic_slots;
       }
+      INFO("seed " << seed << " solver " << (solver == PlanSolver::exact ? "exact" : "heuristic"));
       CHECK(prev_slots == 0);  // at 10 MB/s an upload never pays
     }
   }
