@@ -365,6 +365,8 @@ Status GpuGraph::record_ubatch(gpu::CommandRecorder& cmd, const GpuUbatch& ub, b
                                                        ne, ids_s, n_used, fs, true, gs, go));
             ops::MulMatVecIdOptions uo = go;
             uo.q8_1_ready = L.ffn_up_exps.dtype == L.ffn_gate_exps.dtype;  // used by intdot only
+            // ReLU-sparse up: rows with gate <= 0 are 0 and unread; reglu gives 0 there either way.
+            uo.skip_if_gate_le_zero = gs;
             TANDEM_RETURN_IF_ERROR(ops::mul_mat_vec_id(r, L.ffn_up_exps.dtype, uw.slice(), d, nff,
                                                        ne, ids_s, n_used, fs, true, us, uo));
           } else {

@@ -645,8 +645,11 @@ Status HybridExecutor::Impl::run_layer(uint32_t il, const GpuUbatch& ub) {
       TANDEM_RETURN_IF_ERROR(gpu::ops::get_rows(r, DType::f32, fs, d, m, rows_s, n_gpu, xg));
       TANDEM_RETURN_IF_ERROR(gpu::ops::mul_mat_vec_id(r, L.ffn_gate_exps.dtype, ge.gate.slice(), d, nff, ne,
                                                       slots_s, n_gpu, xg, false, gs));
+      // ReLU-sparse up: rows with gate <= 0 are 0 and unread; reglu gives 0 there either way.
+      gpu::ops::MulMatVecIdOptions uo;
+      uo.skip_if_gate_le_zero = gs;
       TANDEM_RETURN_IF_ERROR(gpu::ops::mul_mat_vec_id(r, L.ffn_up_exps.dtype, ge.up.slice(), d, nff, ne, slots_s,
-                                                      n_gpu, xg, false, us));
+                                                      n_gpu, xg, false, us, uo));
       TANDEM_RETURN_IF_ERROR(gpu::ops::reglu(r, gs, us, n_gpu * nff, gs));
       if (sh.down_layout == DownLayout::transposed) {
         return gpu::ops::mul_mat_vec_t_id(r, L.ffn_down_exps.dtype, ge.down.slice(), d, nff, ne, slots_s, n_gpu,

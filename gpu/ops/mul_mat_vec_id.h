@@ -11,6 +11,15 @@
 // ("mul_mat_vec_id_<dtype>_f32[_subgroup|_intdot|_fp16]"); the _intdot variants quantize x
 // (one row, or one per slot) into `q8_1`, which must hold q8_1_bytes(ncols, broadcast_x ? 1 :
 // n_slots) bytes.
+// ReLU-sparse form (the up projection of a ReGLU expert FFN, spec §2.5): with
+// `skip_if_gate_le_zero` = gate [nrows, n_slots] f32 (the gate mat-vec's output for the same ids
+// and x, same layout as dst), row i of slot s is computed only when gate[s][i] > 0; otherwise
+// dst[s][i] = 0 exactly and that row's weights are never read (NaN gates count as <= 0). ReGLU
+// then gives relu(g) * 0 = 0 where the dense form gives relu(g) * u = 0 * u: for finite u the
+// FFN's output is unchanged, and the inactive rows' up weights are not read. Computed rows are
+// bit-identical to the dense op's (same variant). Every variant above has a "_sparse" twin
+// ("mul_mat_vec_id_q4_0_f32_intdot_sparse"), chosen by the same rules when the slice is given.
+// gate must not overlap dst (invalid_argument).
 #pragma once
 
 #include "core/dtype.h"
@@ -25,6 +34,8 @@ struct MulMatVecIdOptions {
   ReductionVariant variant = ReductionVariant::automatic;
   BufferSlice q8_1;         // as MulMatVecOptions::q8_1
   bool q8_1_ready = false;  // as MulMatVecOptions::q8_1_ready
+  // Empty: dense. Else gate [nrows, n_slots] f32, 4-byte aligned: the ReLU-sparse form above.
+  BufferSlice skip_if_gate_le_zero;
 };
 
 Status mul_mat_vec_id(CommandRecorder& rec, DType wtype, const BufferSlice& weights, int64_t ncols, int64_t nrows,

@@ -5,7 +5,10 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <bit>
 #include <cmath>
+#include <cstring>
 
 #include "gpu/ops/mul_mat_vec_id.h"
 #include "gpu/ops/mul_mat_vec_t_id.h"
@@ -109,6 +112,144 @@ TEST_CASE("mul_mat_vec_id matches the reference for every dtype and variant", "[
   REQUIRE(fx.messages() == 0);
 }
 
+// Gates with the given share of inactive rows (0, ~0.6 or 1): inactive ones are negative,
+// exact +0 / -0, or (one) NaN; active ones are positive, some tiny.
+std::vector<float> make_gate(size_t n, int inactive_pct, uint32_t seed) {
+  auto g = testing::random_f32(n, seed, 0.f, 1.f);
+  for (size_t j = 0; j < n; ++j) {
+    const bool inactive = inactive_pct == 100 || (inactive_pct > 0 && g[j] < 0.6f);
+    if (!inactive) {
+      g[j] = j % 13 == 0 ? 1e-30f : g[j] + 1e-6f;
+    } else if (j % 7 == 0) {
+      g[j] = 0.f;
+    } else if (j % 11 == 0) {
+      g[j] = -0.f;
+    } else if (j == 5) {
+      g[j] = std::nanf("");
+    } else {
+      g[j] = -g[j] - 1e-6f;
+    }
+  }
+  return g;
+}
+
+TEST_CASE("ReLU-sparse mul_mat_vec_id equals the dense op where gate > 0 and is 0 elsewhere",
+          "[gpu][moe]") {
+  auto& fx = testing::fixture();
+  INFO(fx.error);
+  REQUIRE(fx.device);
+  using ops::ShaderVariant;
+  const int64_t n_expert = 5;
+  const std::vector<int32_t> ids = {3, 0, 4, 3};
+  const auto n_slots = static_cast<int64_t>(ids.size());
+  constexpr int k_inactive_pct[] = {0, 60, 100};
+  for (DType t : k_dtypes) {
+    // Same variants as the dense op: every one has a _sparse twin in the build.
+    for (auto variant : ops::mul_mat_vec_variants(*fx.device, t)) {
+      for (int64_t rows : {1, 33, 257}) {
+        // 64 invocations per row: below, at (64 values / 64 blocks) and above the workgroup's
+        // stride; 37 an odd f32 / f16 width.
+        for (int64_t k : {32, 37, 64, 2048, 2080}) {
+          if (k % dtype_block_size(t) != 0 || (k >= 2048 && rows > 33)) continue;  // test time
+          const bool broadcast = (rows + k) % 2 == 0;
+          const auto seed = static_cast<uint32_t>(rows * 31 + k + static_cast<int>(t) * 5);
+          const auto w = testing::random_weights(t, k, rows * n_expert, seed);
+          const auto x =
+              testing::random_f32(static_cast<size_t>(k) * (broadcast ? 1 : ids.size()), seed + 1);
+          const auto n_out = static_cast<size_t>(rows * n_slots);
+          const std::vector<float> sentinel(n_out, 12345.f);  // rows the shader fails to write
+          Buffer wb = make(fx, w.data(), w.size(), "ffn_up_exps");
+          Buffer xb = make(fx, x.data(), x.size() * 4, "x");
+          Buffer ib = make(fx, ids.data(), ids.size() * 4, "expert_ids");
+          Buffer qb =
+              make(fx, nullptr, std::max<uint64_t>(ops::q8_1_bytes(k, broadcast ? 1 : n_slots), 4),
+                   "q8_1");
+          Buffer dense = make(fx, nullptr, n_out * 4, "dense");
+          std::vector<std::vector<float>> gates;
+          std::vector<Buffer> gbs, dbs;
+          for (int pct : k_inactive_pct) {
+            gates.push_back(make_gate(n_out, pct, seed + 2 + static_cast<uint32_t>(pct)));
+            gbs.push_back(make(fx, gates.back().data(), n_out * 4, "gate"));
+            dbs.push_back(make(fx, sentinel.data(), n_out * 4, "sparse"));
+          }
+          REQUIRE(fx.rec->begin().ok());
+          ops::MulMatVecIdOptions o;
+          o.variant = variant;
+          if (variant == ShaderVariant::intdot) o.q8_1 = qb.slice();
+          Status st = ops::mul_mat_vec_id(*fx.rec, t, wb.slice(), k, rows, n_expert, ib.slice(),
+                                          n_slots, xb.slice(), broadcast, dense.slice(), o);
+          INFO(st.message());
+          REQUIRE(st.ok());
+          o.q8_1_ready = true;  // the dense dispatch quantized x (intdot), as gate does for up
+          for (size_t c = 0; c < gbs.size(); ++c) {
+            o.skip_if_gate_le_zero = gbs[c].slice();
+            st = ops::mul_mat_vec_id(*fx.rec, t, wb.slice(), k, rows, n_expert, ib.slice(), n_slots,
+                                     xb.slice(), broadcast, dbs[c].slice(), o);
+            INFO(st.message());
+            REQUIRE(st.ok());
+          }
+          REQUIRE(fx.rec->submit_and_wait().ok());
+          const auto want = testing::read_f32(dense, n_out);
+          for (size_t c = 0; c < gbs.size(); ++c) {
+            const auto got = testing::read_f32(dbs[c], n_out);
+            size_t bad = 0, active = 0;
+            for (size_t j = 0; j < n_out; ++j) {
+              const bool on = gates[c][j] > 0.f;
+              active += on;
+              const bool ok = on ? std::memcmp(&got[j], &want[j], 4) == 0
+                                 : std::bit_cast<uint32_t>(got[j]) == 0u;  // +0 exactly
+              bad += !ok;
+            }
+            INFO(fmt::format("{} {} rows={} k={} broadcast={} inactive={}% ({} of {} active)",
+                             dtype_name(t), ops::shader_variant_name(variant), rows, k, broadcast,
+                             k_inactive_pct[c], active, n_out));
+            REQUIRE(bad == 0);
+          }
+        }
+      }
+    }
+  }
+  REQUIRE(fx.messages() == 0);
+}
+
+TEST_CASE("ReLU-sparse mul_mat_vec_id: bad ids stay NaN, bad gate slices are refused",
+          "[gpu][moe]") {
+  auto& fx = testing::fixture();
+  REQUIRE(fx.device);
+  const auto w = testing::random_weights(DType::q8_0, 32, 6, 3);  // 2 experts of 3 rows
+  const std::vector<float> x(32, 1.f);
+  const std::vector<int32_t> ids = {1, 7};
+  const std::vector<float> gate = {1.f, -1.f, 0.f, 1.f, -1.f, 0.f};
+  Buffer wb = make(fx, w.data(), w.size(), "w");
+  Buffer xb = make(fx, x.data(), x.size() * 4, "x");
+  Buffer ib = make(fx, ids.data(), ids.size() * 4, "ids");
+  Buffer gb = make(fx, gate.data(), gate.size() * 4, "gate");
+  Buffer db = make(fx, nullptr, 6 * 4, "dst");
+  ops::MulMatVecIdOptions o;
+  REQUIRE(fx.rec->begin().ok());
+  o.skip_if_gate_le_zero = gb.slice(0, 5 * 4);  // one value short
+  Status st = ops::mul_mat_vec_id(*fx.rec, DType::q8_0, wb.slice(), 32, 3, 2, ib.slice(), 2,
+                                  xb.slice(), true, db.slice(), o);
+  CHECK(st.code() == ErrorCode::invalid_argument);
+  CHECK_THAT(st.message(), Catch::Contains("gate"));
+  o.skip_if_gate_le_zero = db.slice();  // in place is a race in the shader
+  st = ops::mul_mat_vec_id(*fx.rec, DType::q8_0, wb.slice(), 32, 3, 2, ib.slice(), 2, xb.slice(),
+                           true, db.slice(), o);
+  CHECK(st.code() == ErrorCode::invalid_argument);
+  CHECK_THAT(st.message(), Catch::Contains("overlaps dst"));
+  o.skip_if_gate_le_zero = gb.slice();
+  REQUIRE(ops::mul_mat_vec_id(*fx.rec, DType::q8_0, wb.slice(), 32, 3, 2, ib.slice(), 2, xb.slice(),
+                              true, db.slice(), o)
+              .ok());
+  REQUIRE(fx.rec->submit_and_wait().ok());
+  const auto out = testing::read_f32(db, 6);
+  CHECK(std::isfinite(out[0]));
+  CHECK(out[1] == 0.f);
+  CHECK(out[2] == 0.f);
+  for (int i = 3; i < 6; ++i) CHECK(std::isnan(out[i]));  // id 7: NaN whatever the gate says
+  REQUIRE(fx.messages() == 0);
+}
+
 TEST_CASE("mul_mat_vec_id turns an out-of-range expert id into NaN, not a bad read", "[gpu][moe]") {
   auto& fx = testing::fixture();
   REQUIRE(fx.device);
@@ -175,6 +316,83 @@ TEST_CASE("dense ReGLU expert FFN from mul_mat_vec_id + reglu matches the refere
     INFO(fmt::format("{} nmse={:.3g}", dtype_name(t), err));
     // h passes through f32 on the GPU and in the reference alike; allow for the two f32 GEMVs.
     REQUIRE(err < 1e-9);
+  }
+  REQUIRE(fx.messages() == 0);
+}
+
+TEST_CASE("ReGLU expert FFN with the ReLU-sparse up gives the dense FFN's output bit for bit",
+          "[gpu][moe]") {
+  auto& fx = testing::fixture();
+  REQUIRE(fx.device);
+  // As runtime/gpu_graph.cpp records one token: automatic variants, gate and up sharing one
+  // q8_1 quantization, then reglu and either down layout.
+  const int64_t n_embd = 96, n_ff = 160, n_expert = 6;
+  const std::vector<int32_t> ids = {5, 1, 2};
+  const auto n_used = static_cast<int64_t>(ids.size());
+  const auto n_h = static_cast<size_t>(n_ff * n_used);
+  const auto n_y = static_cast<size_t>(n_embd * n_used);
+  for (DType t : k_dtypes) {
+    const auto gate = testing::random_weights(t, n_embd, n_ff * n_expert, 31);
+    const auto up = testing::random_weights(t, n_embd, n_ff * n_expert, 32);
+    const auto down =
+        testing::random_weights(t, n_ff, n_embd * n_expert, 33);  // [n_ff, n_embd, ne]
+    const auto down_t =
+        testing::random_weights(t, n_embd, n_ff * n_expert, 34);  // [n_embd, n_ff, ne]
+    const auto x = testing::random_f32(static_cast<size_t>(n_embd), 35);
+    Buffer gb = make(fx, gate.data(), gate.size(), "ffn_gate_exps");
+    Buffer ub = make(fx, up.data(), up.size(), "ffn_up_exps");
+    Buffer dwb = make(fx, down.data(), down.size(), "ffn_down_exps");
+    Buffer dtb = make(fx, down_t.data(), down_t.size(), "ffn_down_exps_t");
+    Buffer xb = make(fx, x.data(), x.size() * 4, "x");
+    Buffer ib = make(fx, ids.data(), ids.size() * 4, "expert_ids");
+    Buffer qb = make(fx, nullptr, ops::q8_1_bytes(n_embd, 1), "q8_1");
+    Buffer gout = make(fx, nullptr, n_h * 4, "gate_out");
+    Buffer hd = make(fx, nullptr, n_h * 4, "h_dense");
+    Buffer hs = make(fx, nullptr, n_h * 4, "h_sparse");
+    Buffer ud = make(fx, nullptr, n_h * 4, "up_dense");
+    Buffer us = make(fx, nullptr, n_h * 4, "up_sparse");
+    std::vector<Buffer> ys;
+    for (int i = 0; i < 4; ++i) ys.push_back(make(fx, nullptr, n_y * 4, "down_out"));
+    REQUIRE(fx.rec->begin().ok());
+    ops::MulMatVecIdOptions go;
+    go.q8_1 = qb.slice();
+    REQUIRE(ops::mul_mat_vec_id(*fx.rec, t, gb.slice(), n_embd, n_ff, n_expert, ib.slice(), n_used,
+                                xb.slice(), true, gout.slice(), go)
+                .ok());
+    ops::MulMatVecIdOptions uo = go;
+    uo.q8_1_ready = true;
+    REQUIRE(ops::mul_mat_vec_id(*fx.rec, t, ub.slice(), n_embd, n_ff, n_expert, ib.slice(), n_used,
+                                xb.slice(), true, ud.slice(), uo)
+                .ok());
+    uo.skip_if_gate_le_zero = gout.slice();
+    REQUIRE(ops::mul_mat_vec_id(*fx.rec, t, ub.slice(), n_embd, n_ff, n_expert, ib.slice(), n_used,
+                                xb.slice(), true, us.slice(), uo)
+                .ok());
+    REQUIRE(
+        ops::reglu(*fx.rec, gout.slice(), ud.slice(), static_cast<int64_t>(n_h), hd.slice()).ok());
+    REQUIRE(
+        ops::reglu(*fx.rec, gout.slice(), us.slice(), static_cast<int64_t>(n_h), hs.slice()).ok());
+    for (int i = 0; i < 2; ++i) {
+      const gpu::BufferSlice h = (i == 0 ? hd : hs).slice();
+      REQUIRE(ops::mul_mat_vec_id(*fx.rec, t, dwb.slice(), n_ff, n_embd, n_expert, ib.slice(),
+                                  n_used, h, false, ys[i].slice())
+                  .ok());
+      REQUIRE(ops::mul_mat_vec_t_id(*fx.rec, t, dtb.slice(), n_embd, n_ff, n_expert, ib.slice(),
+                                    n_used, h, ys[2 + i].slice())
+                  .ok());
+    }
+    REQUIRE(fx.rec->submit_and_wait().ok());
+    const auto g = testing::read_f32(gout, n_h);
+    const size_t active =
+        static_cast<size_t>(std::count_if(g.begin(), g.end(), [](float v) { return v > 0.f; }));
+    INFO(fmt::format("{}: {} of {} neurons active", dtype_name(t), active, n_h));
+    CHECK(active > 0);
+    CHECK(active < n_h);
+    CHECK(testing::read_f32(us, n_h) !=
+          testing::read_f32(ud, n_h));  // the sparse form did skip rows
+    CHECK(testing::read_f32(hs, n_h) == testing::read_f32(hd, n_h));
+    CHECK(testing::read_f32(ys[1], n_y) == testing::read_f32(ys[0], n_y));
+    CHECK(testing::read_f32(ys[3], n_y) == testing::read_f32(ys[2], n_y));
   }
   REQUIRE(fx.messages() == 0);
 }

@@ -16,6 +16,12 @@
 // (ggml-vulkan mul_mat_vecq). USE_FP16 (f16 weights): 8 weights per step as four f16vec2 fma
 // with x rounded to f16, summed in f16 within the step and in f32 across steps; row tails
 // (ncols % 8) in f32. Both keep the shared-memory reduction.
+// SPARSE_GATE (with MUL_MAT_ID; the ReLU-sparse up projection of a ReGLU expert FFN): binding 4
+// is the gate mat-vec's output for the same ids, gate [nrows, n_slots] f32 at gate_offset
+// elements. Row i of slot s is computed only when gate[s][i] > 0 (NaN counts as inactive);
+// otherwise dst[s][i] = 0 and the row's weights are never read. The workgroup owns one row, so
+// the test is one uniform branch per workgroup and every invocation still reaches the
+// reduction's barriers / subgroup ops. Active rows are computed exactly as without SPARSE_GATE.
 #extension GL_GOOGLE_include_directive : require
 #ifdef USE_SUBGROUP
 #extension GL_KHR_shader_subgroup_basic : require
@@ -44,6 +50,9 @@ layout(push_constant) uniform Params {
   uint ids_offset;     // elements
   uint n_expert;
 #endif
+#ifdef SPARSE_GATE
+  uint gate_offset;    // elements
+#endif
 } p;
 
 layout(binding = 0, std430) readonly buffer Weights { uint weights[]; };
@@ -56,6 +65,12 @@ layout(binding = 1, std430) readonly buffer Src { float x[]; };
 layout(binding = 2, std430) writeonly buffer Dst { float dst[]; };
 #ifdef MUL_MAT_ID
 layout(binding = 3, std430) readonly buffer Ids { int ids[]; };
+#endif
+#ifdef SPARSE_GATE
+#ifndef MUL_MAT_ID
+#error "SPARSE_GATE needs MUL_MAT_ID"
+#endif
+layout(binding = 4, std430) readonly buffer Gate { float gate[]; };
 #endif
 
 #include "../common/weights.glsl"
@@ -138,11 +153,19 @@ void main() {
   const uint slot = gl_WorkGroupID.z;
   const int expert = ids[p.ids_offset + slot];
   const bool valid = expert >= 0 && uint(expert) < p.n_expert;
-  const bool in_range = i < p.nrows && valid;
+  bool in_range = i < p.nrows && valid;
   const uint row = p.w_offset + uint(valid ? expert : 0) * p.expert_stride + i * p.w_row_stride;
   const uint x_base = p.x_offset + slot * p.x_slot_stride;
   const uint d_index = p.d_offset + slot * p.nrows + i;
   if (!valid && tid == 0u && i < p.nrows) dst[d_index] = uintBitsToFloat(0x7fc00000u);  // NaN
+#ifdef SPARSE_GATE
+  // i and slot are the workgroup's: every invocation reads the same gate value and takes the
+  // same branch. ReGLU multiplies this row by relu(gate) = 0, so its dot product is not needed.
+  if (in_range && !(gate[p.gate_offset + slot * p.nrows + i] > 0.0)) {
+    in_range = false;
+    if (tid == 0u) dst[d_index] = 0.0;
+  }
+#endif
 #else
   const bool in_range = i < p.nrows;
   const uint row = p.w_offset + i * p.w_row_stride;
