@@ -338,7 +338,8 @@ inline void check_rows(const KernelTable& fast, const KernelTable& ref, DType d,
   const AxpyRowsFn ar = d == DType::q4_0 ? ref.axpy_rows_q4_0_f32 : ref.axpy_rows_q8_0_f32;
   for (int64_t k : {int64_t{32}, int64_t{96}, int64_t{1536}}) {
     for (int64_t n_tok : {1, 2, 4, 5, 9}) {
-      const int64_t rows = 37;
+      // 37 rows: one panel chunk of axpy_rows; 83: two whole chunks and a tail
+      const int64_t rows = n_tok == 5 || n_tok == 9 ? 83 : 37;
       const size_t wrb = row_bytes(d, k) + 2;
       Buf w(wrb * rows, 2);
       for (int64_t r = 0; r < rows; ++r) fill_row(d, k, w.data() + r * wrb, rng);

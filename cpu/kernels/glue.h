@@ -282,6 +282,92 @@ struct Glue {
     }
   }
 
+  // ---- axpy_rows for a batch of tokens: a float GEMM over a dequantised panel ----
+  //
+  // y[t] += sum_i a[t][idx[i]] * dequant(row idx[i]) for many tokens is a GEMM whose shared
+  // dimension (the listed rows) is the weights' row index. Per segment of k_panel_cols columns
+  // and chunk of k_panel_rows listed rows, the chunk's blocks are dequantised once (w * d, as
+  // floats) into an L1/L2-resident panel; then register tiles of up to 4 tokens x
+  // k_panel_vecs vectors of columns stay in registers while every row of the chunk is added,
+  // one fma per row, tokens' coefficients broadcast. Each y element still takes the rows in
+  // list order, one rounded fma each (the panel holds the rounded product w * d), so the
+  // result depends on neither the tiling nor the thread count.
+  static constexpr int64_t k_panel_rows = 32;
+  static constexpr int64_t k_panel_min_tokens = 4;  // below: rows dequantised per token group (axpy_rows_tokens)
+  static constexpr int64_t k_panel_cols = 256;
+  static constexpr int k_panel_vecs = I::k_lanes >= 16 ? 4 : I::k_lanes == 8 ? 2 : 4;
+
+  template <int NT, int NV>
+  static void panel_tile(int64_t jn, const float* panel, const float* at, int64_t c, float* y, int64_t ys) {
+    constexpr int64_t L = I::k_lanes;
+    typename I::V acc[NT][NV];
+    for (int t = 0; t < NT; ++t)
+      for (int v = 0; v < NV; ++v) acc[t][v] = I::load(y + t * ys + c + v * L);
+    for (int64_t j = 0; j < jn; ++j) {
+      typename I::V w[NV];
+      for (int v = 0; v < NV; ++v) w[v] = I::load(panel + j * k_panel_cols + c + v * L);
+      for (int t = 0; t < NT; ++t) {
+        const auto s = I::set1(at[t * k_panel_rows + j]);
+        for (int v = 0; v < NV; ++v) acc[t][v] = I::fma(s, w[v], acc[t][v]);
+      }
+    }
+    for (int t = 0; t < NT; ++t)
+      for (int v = 0; v < NV; ++v) I::store(y + t * ys + c + v * L, acc[t][v]);
+  }
+
+  template <int NT>
+  static void panel_tokens(int64_t jn, int64_t cs, const float* panel, const float* at, float* y, int64_t ys) {
+    constexpr int64_t L = I::k_lanes;
+    int64_t c = 0;
+    for (; c + k_panel_vecs * L <= cs; c += k_panel_vecs * L) panel_tile<NT, k_panel_vecs>(jn, panel, at, c, y, ys);
+    for (; c < cs; c += L) panel_tile<NT, 1>(jn, panel, at, c, y, ys);  // cs is a multiple of 32
+  }
+
+  template <WKind K>
+  static void axpy_rows_panel(int64_t k, int64_t n_idx, const int32_t* idx, const uint8_t* wb, size_t wrb,
+                              const float* a, int64_t a_stride, int64_t n_tok, float* y, int64_t ys) {
+    thread_local std::vector<float> panel_buf, at_buf;
+    panel_buf.resize(static_cast<size_t>(k_panel_rows * k_panel_cols));
+    at_buf.resize(static_cast<size_t>(4 * k_panel_rows));
+    float* panel = panel_buf.data();
+    float* at = at_buf.data();
+    for (int64_t c0 = 0; c0 < k; c0 += k_panel_cols) {
+      const int64_t cs = std::min(k_panel_cols, k - c0);
+      for (int64_t j0 = 0; j0 < n_idx; j0 += k_panel_rows) {
+        const int64_t jn = std::min(k_panel_rows, n_idx - j0);
+        for (int64_t j = 0; j < jn; ++j) {
+          const uint8_t* row = wb + static_cast<size_t>(idx[j0 + j]) * wrb;
+          if (j0 + k_panel_rows + j < n_idx) {  // the next chunk's row, same columns
+            const uint8_t* nr = wb + static_cast<size_t>(idx[j0 + k_panel_rows + j]) * wrb;
+            const size_t b0 = static_cast<size_t>(c0 / QK8_0) * k_block_bytes<K>;
+            const size_t b1 = static_cast<size_t>((c0 + cs) / QK8_0) * k_block_bytes<K>;
+            for (size_t off = b0; off < b1; off += 64) __builtin_prefetch(nr + off);
+          }
+          for (int64_t ib = c0 / QK8_0; ib < (c0 + cs) / QK8_0; ++ib) {
+            typename I::V w[k_dq];
+            float d;
+            I::template dequant_block<K>(row, ib, w, d);
+            const auto dv = I::set1(d);
+            float* p = panel + j * k_panel_cols + (ib * QK8_0 - c0);
+            for (int v = 0; v < k_dq; ++v) I::store(p + v * I::k_lanes, I::mul(w[v], dv));
+          }
+        }
+        for (int64_t t0 = 0; t0 < n_tok; t0 += 4) {
+          const int64_t nt = std::min<int64_t>(4, n_tok - t0);
+          for (int64_t t = 0; t < nt; ++t)
+            for (int64_t j = 0; j < jn; ++j) at[t * k_panel_rows + j] = a[(t0 + t) * a_stride + idx[j0 + j]];
+          float* yt = y + t0 * ys + c0;
+          switch (nt) {
+            case 4: panel_tokens<4>(jn, cs, panel, at, yt, ys); break;
+            case 3: panel_tokens<3>(jn, cs, panel, at, yt, ys); break;
+            case 2: panel_tokens<2>(jn, cs, panel, at, yt, ys); break;
+            default: panel_tokens<1>(jn, cs, panel, at, yt, ys); break;
+          }
+        }
+      }
+    }
+  }
+
   // Row groups outside: a group's rows stay in L1 while every token uses them. The next
   // group's rows are prefetched first (scattered rows defeat the hardware prefetcher).
   template <WKind K>
@@ -290,6 +376,10 @@ struct Glue {
     constexpr int64_t NR = 4;
     const auto* wb = static_cast<const uint8_t*>(w);
     const size_t row_bytes = static_cast<size_t>(k / QK8_0) * k_block_bytes<K>;
+    if (n_tok >= k_panel_min_tokens) {
+      axpy_rows_panel<K>(k, n_idx, idx, wb, wrb, a, a_stride, n_tok, y, ys);
+      return;
+    }
     for (int64_t i = 0; i < n_idx; i += NR) {
       const int64_t nr = std::min<int64_t>(NR, n_idx - i);
       for (int64_t j = i + NR; j < std::min(n_idx, i + 2 * NR); ++j) {
