@@ -17,7 +17,8 @@
 //   only for active ones):   t_cpu(a) = gate_us + a * (dense_us - gate_us)
 //       dense_us = isa.expert_ffn_dense_us, or B / cpu_bw;  gate_us = isa.expert_ffn_gate_us,
 //       or dense_us / 3.  Bytes read per use: B * (1 + 2a) / 3.
-//   GPU expert time per use: t_gpu = gpu.expert_ffn_us, or B / gpu_bw (dense; bytes B).
+//   GPU expert time per use: t_gpu = gpu.expert_ffn_us (calibrated ReLU-sparse at 60% inactive
+//   neurons, not scaled by a_e), or B / gpu_bw (dense bytes B).
 //   cpu_experts_us = sum over ram_cpu and storage experts of p_e * t_cpu(a_e)
 //   gpu_experts_us = sum over gpu experts (pinned and dynamic) of p_e * t_gpu
 //   attention_us   = cpu: isa.attention_us or attention bytes / cpu_bw; gpu likewise.

@@ -69,7 +69,7 @@ struct GpuProfile {
   double upload_gbps = 0;        // host -> device copy (PCIe, or a memcpy on unified)
   double zero_copy_gbps = 0;     // device reading host memory in place; 0 = not possible
   double compute_gflops = 0;
-  double expert_ffn_us = 0;      // one expert, one token (GPUs compute every neuron); 0: derived
+  double expert_ffn_us = 0;      // one expert, one token, ReLU-sparse at 60% inactive neurons (calibrate.h); 0: derived
   double attention_us = 0;       // one layer, one token; 0: derived
   double submit_wait_us = 0;     // one queue submit + fence wait round trip
 };

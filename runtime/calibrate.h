@@ -21,9 +21,11 @@
 //            device such as lavapipe, "none" skips the GPU): memory_bytes (device-local heaps),
 //            upload_gbps through the StagingRing into a device_weights buffer, zero_copy_gbps
 //            (mul_mat_vec reading imported host memory; 0 without host import), bandwidth_gbps
-//            (mul_mat_vec over weights in device memory), expert_ffn_us (mul_mat_vec_id of
-//            gate, up and down for one expert, one token, averaged over a batch of experts in
-//            one submission), compute_gflops (mul_mat on a k_prefill_tokens batch),
+//            (mul_mat_vec over weights in device memory), expert_ffn_us (one expert, one
+//            token, as the GPU executors run it: gate, the ReLU-sparse up, reglu and the down
+//            the layout allows (sparse for transposed), with 60% of gate outputs <= 0
+//            (k_gpu_expert_inactive_fraction, spec §5.1), averaged over a batch of experts in
+//            one submission; the dense time goes to `notes`), compute_gflops (mul_mat on a k_prefill_tokens batch),
 //            submit_wait_us (an empty submission and its wait), attention_us 0 (derived).
 //   storage  random reads of one expert slab (n_ff_exp rows of n_embd in expert_dtype, the
 //            unit the expert cache reads) at 4096-aligned offsets through AsyncReader

@@ -1,10 +1,15 @@
 // GPU part of calibrate (runtime/calibrate.h): upload, zero-copy and device bandwidth, one
-// expert's mul_mat_vec_id time, batch GFLOP/s and submit-and-wait latency of one device.
+// expert's time (dense, and ReLU-sparse as the executors run it: calibrate_probes.h), batch
+// GFLOP/s and submit-and-wait latency of one device.
+#include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <numeric>
 #include <random>
 
+#include "core/quant_blocks.h"
 #include "gpu/buffer.h"
 #include "gpu/command_recorder.h"
 #include "gpu/device.h"
@@ -13,6 +18,8 @@
 #include "gpu/ops/mul_mat.h"
 #include "gpu/ops/mul_mat_vec.h"
 #include "gpu/ops/mul_mat_vec_id.h"
+#include "gpu/ops/mul_mat_vec_t_id.h"
+#include "gpu/ops/reglu.h"
 #include "gpu/pipeline.h"
 #include "gpu/staging_ring.h"
 #include "runtime/calibrate_probes.h"
@@ -58,7 +65,9 @@ struct GpuSetup {
   std::unique_ptr<gpu::StagingRing> staging;
 };
 
-Status measure(const CalibrateOptions& o, GpuSetup& g, GpuProfile& out) {
+// `notes`: the expert timing's method and its dense figure (GpuProfile has no field for it).
+Status measure(const CalibrateOptions& o, GpuSetup& g, GpuProfile& out,
+               std::vector<std::string>& notes) {
   const gpu::DeviceCaps& caps = g.device->caps();
   const DType wtype = o.expert_dtype;
   const int64_t n_embd = o.shape.n_embd, n_ff = o.shape.n_ff_exp;
@@ -81,8 +90,17 @@ Status measure(const CalibrateOptions& o, GpuSetup& g, GpuProfile& out) {
   const int64_t bw_rows = static_cast<int64_t>(bytes / dtype_row_size(wtype, bw_cols));
   const int64_t rows = static_cast<int64_t>(bytes / row);
   std::vector<uint8_t> host(bytes);
+  // Slabs [0, n_pool) are the expert timing's gate tensor: k_gpu_expert_inactive_fraction of
+  // each expert's rows inactive for x = k_expert_probe_x.
+  const auto n_inactive = static_cast<int64_t>(
+      std::llround(k_gpu_expert_inactive_fraction * static_cast<double>(n_ff)));
   for (int64_t e = 0; e < 3 * n_pool; ++e) {
-    fill_synthetic_slab(wtype, host.data() + static_cast<uint64_t>(e) * slab, slab, static_cast<uint64_t>(e), false);
+    uint8_t* at = host.data() + static_cast<uint64_t>(e) * slab;
+    if (e < n_pool) {
+      fill_gate_slab(wtype, at, n_embd, n_ff, n_inactive, static_cast<uint64_t>(e));
+    } else {
+      fill_synthetic_slab(wtype, at, slab, static_cast<uint64_t>(e), false);
+    }
   }
   const int reps = o.quick ? 2 : 5;
 
@@ -141,31 +159,70 @@ Status measure(const CalibrateOptions& o, GpuSetup& g, GpuProfile& out) {
     progress(o, "gpu zero copy: no host import on this device, recorded as 0");
   }
 
-  // One expert for one token: gate and up (broadcast x), down on up's output; a batch of
-  // experts in one submission, so the figure is kernel time, not submission overhead.
+  // One expert for one token, a batch of experts in one submission so that the figure is
+  // kernel time, not submission overhead. Dense: every row of gate, up and down read (what a
+  // dense backend runs). Sparse: the executors' sequence (calibrate_probes.h) on inputs with
+  // k_gpu_expert_inactive_fraction of the gate outputs <= 0; that one is expert_ffn_us.
   const int64_t batch = std::min<int64_t>(n_pool, o.quick ? 4 : 32);
   std::vector<int32_t> ids(static_cast<size_t>(batch));
   for (int64_t i = 0; i < batch; ++i) ids[static_cast<size_t>(i)] = static_cast<int32_t>((i * 7) % n_pool);
   TANDEM_ASSIGN_OR_RETURN(Buffer id_buf, Buffer::create(*g.device, 4 * static_cast<uint64_t>(batch), MemoryIntent::shared, "calibrate.ids"));
   TANDEM_RETURN_IF_ERROR(id_buf.write(ids.data(), 4 * ids.size()));
+  TANDEM_ASSIGN_OR_RETURN(Buffer xe, Buffer::create(*g.device, 4 * static_cast<uint64_t>(n_embd),
+                                                    MemoryIntent::shared, "calibrate.expert_x"));
+  const std::vector<float> xe_host(static_cast<size_t>(n_embd), k_expert_probe_x);
+  TANDEM_RETURN_IF_ERROR(xe.write(xe_host.data(), 4 * xe_host.size()));
   const uint64_t tensor = static_cast<uint64_t>(n_pool) * slab;
   const BufferSlice gate = weights.slice(0, tensor), up = weights.slice(tensor, tensor),
                     down = weights.slice(2 * tensor, tensor);
   const BufferSlice dg = dst.slice(0, 4 * n_ff), du = dst.slice(4 * n_ff, 4 * n_ff),
                     dd = dst.slice(8 * n_ff, 4 * n_embd);
-  TANDEM_ASSIGN_OR_RETURN(double expert_s, time_submission(*g.rec, reps, [&]() -> Status {
-    for (int64_t i = 0; i < batch; ++i) {
-      const BufferSlice id = id_buf.slice(4 * static_cast<uint64_t>(i), 4);
-      TANDEM_RETURN_IF_ERROR(gpu::ops::mul_mat_vec_id(*g.rec, wtype, gate, n_embd, n_ff, n_pool, id, 1,
-                                                      x.slice(0, 4 * n_embd), true, dg));
-      TANDEM_RETURN_IF_ERROR(gpu::ops::mul_mat_vec_id(*g.rec, wtype, up, n_embd, n_ff, n_pool, id, 1,
-                                                      x.slice(0, 4 * n_embd), true, du));
-      TANDEM_RETURN_IF_ERROR(gpu::ops::mul_mat_vec_id(*g.rec, wtype, down, n_ff, n_embd, n_pool, id, 1, du, false, dd));
-    }
-    return Status::success();
-  }));
-  out.expert_ffn_us = expert_s / static_cast<double>(batch) * 1e6;
-  progress(o, fmt::format("gpu expert (3 x mul_mat_vec_id, 1 token): {:.1f} us", out.expert_ffn_us));
+  const BufferSlice x_expert = xe.slice(0, 4 * static_cast<uint64_t>(n_embd));
+  const bool transposed = o.shape.down_layout == DownLayout::transposed;
+  auto expert = [&](bool sparse) {
+    return time_submission(*g.rec, reps, [&]() -> Status {
+      for (int64_t i = 0; i < batch; ++i) {
+        const BufferSlice id = id_buf.slice(4 * static_cast<uint64_t>(i), 4);
+        TANDEM_RETURN_IF_ERROR(gpu::ops::mul_mat_vec_id(*g.rec, wtype, gate, n_embd, n_ff, n_pool,
+                                                        id, 1, x_expert, true, dg));
+        gpu::ops::MulMatVecIdOptions uo;
+        if (sparse) uo.skip_if_gate_le_zero = dg;
+        TANDEM_RETURN_IF_ERROR(gpu::ops::mul_mat_vec_id(*g.rec, wtype, up, n_embd, n_ff, n_pool, id,
+                                                        1, x_expert, true, du, uo));
+        TANDEM_RETURN_IF_ERROR(gpu::ops::reglu(*g.rec, dg, du, n_ff, dg));
+        if (sparse && transposed) {
+          TANDEM_RETURN_IF_ERROR(
+              gpu::ops::mul_mat_vec_t_id(*g.rec, wtype, down, n_embd, n_ff, n_pool, id, 1, dg, dd));
+        } else {
+          TANDEM_RETURN_IF_ERROR(gpu::ops::mul_mat_vec_id(*g.rec, wtype, down, n_ff, n_embd, n_pool,
+                                                          id, 1, dg, false, dd));
+        }
+      }
+      return Status::success();
+    });
+  };
+  TANDEM_ASSIGN_OR_RETURN(double dense_s, expert(false));
+  TANDEM_ASSIGN_OR_RETURN(double sparse_s, expert(true));
+  // What the last expert's reglu left: exact zeros where the gate was <= 0 (relu(g) * u), so
+  // their share says the inputs did what they were built for.
+  std::vector<float> h(static_cast<size_t>(n_ff));
+  TANDEM_RETURN_IF_ERROR(dst.read(h.data(), 4 * h.size()));
+  const double inactive =
+      static_cast<double>(std::count(h.begin(), h.end(), 0.0f)) / static_cast<double>(n_ff);
+  const double dense_us = dense_s / static_cast<double>(batch) * 1e6;
+  out.expert_ffn_us = sparse_s / static_cast<double>(batch) * 1e6;
+  const char* down_op = transposed ? "transposed down, sparse mul_mat_vec_t_id"
+                                   : "standard down, dense mul_mat_vec_id";
+  progress(
+      o,
+      fmt::format(
+          "gpu expert (1 token): dense {:.1f} us, sparse {:.1f} us ({:.1f}% of gate outputs <= 0; "
+          "sparse up, {})",
+          dense_us, out.expert_ffn_us, 100.0 * inactive, down_op));
+  notes.push_back(fmt::format(
+      "gpu expert_ffn_us: gate, ReLU-sparse up, reglu, {} (as the GPU executors run it) with "
+      "{:.1f}% of gate outputs <= 0; every row read (dense): {:.1f} us",
+      down_op, 100.0 * inactive, dense_us));
 
   // Prefill compute: mul_mat of the gate+up rows of a few experts on a k_prefill_tokens batch.
   TANDEM_ASSIGN_OR_RETURN(double mm_s, time_submission(*g.rec, reps, [&] {
@@ -225,13 +282,40 @@ Status probe_gpu(const CalibrateOptions& o, HardwareProfile& hw) {
   out.unified_memory = g.device->unified();
   out.memory_bytes = caps.device_local_bytes();
   if (out.memory_bytes == 0) out.memory_bytes = hw.ram_bytes;
-  Status s = measure(o, g, out);
+  std::vector<std::string> notes;
+  Status s = measure(o, g, out, notes);
   if (!s.ok()) return s.with_context("calibrate: gpu " + caps.name);
   hw.gpus.push_back(std::move(out));
+  for (std::string& n : notes) hw.notes.push_back(std::move(n));
   if (caps.is_software()) {
     hw.notes.push_back("gpu: " + caps.name + " is a software Vulkan device (runs on the CPU), measured because --device chose it");
   }
   return Status::success();
+}
+
+void fill_gate_slab(DType dtype, uint8_t* dst, int64_t n_embd, int64_t n_ff, int64_t n_inactive,
+                    uint64_t seed) {
+  const uint64_t row = dtype_row_size(dtype, n_embd);
+  fill_synthetic_slab(dtype, dst, row * static_cast<uint64_t>(n_ff), seed, /*all_positive=*/true);
+  std::vector<int64_t> rows(static_cast<size_t>(n_ff));
+  std::iota(rows.begin(), rows.end(), int64_t{0});
+  std::mt19937_64 rng(seed * 0xD1B54A32D192ED03ull + 7);
+  std::shuffle(rows.begin(), rows.end(), rng);
+  // With x = -1 an all-positive row gives a negative dot product; the most negative quants
+  // (q4_0 nibble 0 = -8, q8_0 -127) a positive one.
+  for (size_t i = static_cast<size_t>(std::clamp<int64_t>(n_inactive, 0, n_ff)); i < rows.size();
+       ++i) {
+    uint8_t* r = dst + static_cast<uint64_t>(rows[i]) * row;
+    if (dtype == DType::q4_0) {
+      auto* b = reinterpret_cast<block_q4_0*>(r);
+      for (uint64_t k = 0; k < row / sizeof(block_q4_0); ++k)
+        std::memset(b[k].qs, 0x00, sizeof(b[k].qs));
+    } else {
+      auto* b = reinterpret_cast<block_q8_0*>(r);
+      for (uint64_t k = 0; k < row / sizeof(block_q8_0); ++k)
+        std::memset(b[k].qs, 0x81, sizeof(b[k].qs));  // -127
+    }
+  }
 }
 
 }  // namespace tandem::calibrate_detail

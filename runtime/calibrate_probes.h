@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "core/dtype.h"
 #include "core/status.h"
 #include "planner/hardware_profile.h"
 #include "runtime/calibrate.h"
@@ -27,6 +28,27 @@ uint64_t expert_slab_bytes(const CalibrateOptions& o);
 // Synthetic weights for one expert slab: every block's scale 2^-7, quants random (seeded)
 // or, with `all_positive`, the largest positive quant (a gate that no negative input activates).
 void fill_synthetic_slab(DType dtype, uint8_t* dst, uint64_t bytes, uint64_t seed, bool all_positive);
+
+// The GPU expert timing (GpuProfile::expert_ffn_us) runs what the GPU executors run
+// (runtime/hybrid_executor.cpp, gpu_graph.cpp): gate mul_mat_vec_id, the ReLU-sparse up
+// (MulMatVecIdOptions::skip_if_gate_le_zero), reglu, then down as the shape's down_layout has
+// it (transposed: the sparse mul_mat_vec_t_id; standard: mul_mat_vec_id over every row). Its
+// inputs give this fraction of gate outputs <= 0: 0.6, the SmallThinker report's ">60% neurons
+// idle" (spec §5.1, TR §1) and the model maker's default relu_sparsity. The CPU probe times the
+// two ends instead (dense, and gate only = every neuron inactive) because the cost model
+// interpolates the CPU time by each expert's measured gate activity; it takes one GPU figure.
+inline constexpr double k_gpu_expert_inactive_fraction = 0.6;
+
+// The input x of the expert timings: -1 in every element (the CPU probe's too).
+inline constexpr float k_expert_probe_x = -1.0f;
+
+// Synthetic gate weights for one expert slab (n_ff rows of n_embd, `dtype` q4_0 or q8_0; n_embd
+// a multiple of 32) such that with x = k_expert_probe_x exactly `n_inactive` of the n_ff gate
+// outputs are <= 0 (rows holding fill_synthetic_slab's all-positive quants) and the others > 0
+// (every quant at its most negative), the inactive rows drawn at random (seeded) as a ReLU
+// model's are scattered, not grouped. Rows are whole: row r is bytes [r, r + 1) * row size.
+void fill_gate_slab(DType dtype, uint8_t* dst, int64_t n_embd, int64_t n_ff, int64_t n_inactive,
+                    uint64_t seed);
 
 inline void progress(const CalibrateOptions& o, const std::string& line) {
   if (o.progress) o.progress(line);

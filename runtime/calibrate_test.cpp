@@ -5,9 +5,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <regex>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "core/fp16.h"
+#include "core/quant_blocks.h"
 #include "gpu/testing/vulkan_fixture.h"
 #include "runtime/calibrate_probes.h"
 #include "runtime/model_maker.h"
@@ -167,6 +172,55 @@ TEST_CASE("calibrate names what is wrong: shape, dtype, storage directory and sp
   }
 }
 
+// The gate outputs of a fill_gate_slab slab for x = k_expert_probe_x, from the dequantized rows.
+std::vector<float> gate_outputs(DType dtype, const std::vector<uint8_t>& slab, int64_t n_embd,
+                                int64_t n_ff) {
+  const uint64_t row = dtype_row_size(dtype, n_embd);
+  std::vector<float> g(static_cast<size_t>(n_ff), 0.0f);
+  for (int64_t r = 0; r < n_ff; ++r) {
+    const uint8_t* p = slab.data() + static_cast<uint64_t>(r) * row;
+    double sum = 0;
+    for (int64_t b = 0; b < n_embd / 32; ++b) {
+      if (dtype == DType::q4_0) {
+        const auto* blk = reinterpret_cast<const block_q4_0*>(p) + b;
+        for (uint8_t q : blk->qs)
+          sum += fp16_to_fp32(blk->d) * ((q & 0x0F) - 8 + (q >> 4) - 8) *
+                 calibrate_detail::k_expert_probe_x;
+      } else {
+        const auto* blk = reinterpret_cast<const block_q8_0*>(p) + b;
+        for (int8_t q : blk->qs)
+          sum += fp16_to_fp32(blk->d) * q * calibrate_detail::k_expert_probe_x;
+      }
+    }
+    g[static_cast<size_t>(r)] = static_cast<float>(sum);
+  }
+  return g;
+}
+
+TEST_CASE("calibrate's GPU gate weights leave exactly the asked fraction of gate outputs <= 0",
+          "[calibrate]") {
+  using calibrate_detail::fill_gate_slab;
+  for (DType dt : {DType::q4_0, DType::q8_0}) {
+    for (auto [n_embd, n_ff] :
+         {std::pair<int64_t, int64_t>{32, 1}, {64, 37}, {96, 128}, {256, 768}}) {
+      for (int64_t n_inactive : {int64_t{0}, n_ff / 3, (n_ff * 3) / 5, n_ff}) {
+        INFO(dtype_name(dt) << " n_embd " << n_embd << " n_ff " << n_ff << " inactive "
+                            << n_inactive);
+        std::vector<uint8_t> slab(static_cast<size_t>(n_ff) * dtype_row_size(dt, n_embd), 0xAB);
+        fill_gate_slab(dt, slab.data(), n_embd, n_ff, n_inactive, 5);
+        const auto g = gate_outputs(dt, slab, n_embd, n_ff);
+        CHECK(std::count_if(g.begin(), g.end(), [](float v) { return v <= 0.0f; }) == n_inactive);
+        if (n_inactive > 1 && n_inactive < n_ff - 1) {
+          // Scattered, not the first rows: some inactive row comes after some active one.
+          const auto first_active =
+              std::find_if(g.begin(), g.end(), [](float v) { return v > 0.0f; });
+          CHECK(std::find_if(first_active, g.end(), [](float v) { return v <= 0.0f; }) != g.end());
+        }
+      }
+    }
+  }
+}
+
 TEST_CASE("calibrate measures a Vulkan device when asked for it", "[calibrate][gpu]") {
   test::TempDir dir;
   auto o = quick_options(dir);
@@ -185,6 +239,40 @@ TEST_CASE("calibrate measures a Vulkan device when asked for it", "[calibrate][g
   REQUIRE(hw.ok());
   REQUIRE(hw->gpus.size() == 1);
   check_plausible(*hw);
+  // expert_ffn_us is the sparse figure of the progress line, on the inputs' 60% inactive gates
+  // (77 of the tiny preset's 128 rows; reglu can add a row whose up output is exactly 0).
+  const std::regex expert_line(
+      R"(gpu expert \(1 token\): dense ([0-9.]+) us, sparse ([0-9.]+) us \(([0-9.]+)% of gate outputs <= 0; sparse up, standard down)");
+  std::smatch m;
+  const auto it = std::find_if(lines.begin(), lines.end(), [&](const std::string& l) {
+    return std::regex_search(l, m, expert_line);
+  });
+  REQUIRE(it != lines.end());
+  CHECK(std::stod(m[1].str()) > 0);
+  CHECK(std::stod(m[2].str()) > 0);
+  CHECK(hw->gpus[0].expert_ffn_us == Approx(std::stod(m[2].str())).margin(0.051));
+  CHECK(std::stod(m[3].str()) >= 60.1);
+  CHECK(std::stod(m[3].str()) < 65.0);
+  CHECK(std::any_of(hw->notes.begin(), hw->notes.end(), [](const std::string& n) {
+    return n.find("gpu expert_ffn_us: gate, ReLU-sparse up") != std::string::npos;
+  }));
+
+  // A transposed-down shape times the sparse mul_mat_vec_t_id, as the executors run it.
+  {
+    auto t = o;
+    t.shape.down_layout = DownLayout::transposed;
+    std::vector<std::string> t_lines;
+    t.progress = [&t_lines](std::string_view l) { t_lines.emplace_back(l); };
+    HardwareProfile t_hw;
+    Status st = calibrate_detail::probe_gpu(t, t_hw);
+    INFO(st.message());
+    REQUIRE(st.ok());
+    REQUIRE(t_hw.gpus.size() == 1);
+    CHECK(t_hw.gpus[0].expert_ffn_us > 0);
+    CHECK(std::any_of(t_lines.begin(), t_lines.end(), [](const std::string& l) {
+      return l.find("sparse up, transposed down, sparse mul_mat_vec_t_id") != std::string::npos;
+    }));
+  }
   if (hw->gpus[0].unified_memory) {
     CHECK(hw->shared_memory_bus);
     CHECK(hw->shared_bandwidth_gbps > 0);

@@ -13,6 +13,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <optional>
+#include <string>
+#include <utility>
 
 namespace tandem {
 
@@ -44,6 +46,40 @@ Result<std::vector<double>> prior_for(const Model& model, const ExecutorOptions&
   auto prior = expert_priors_from_profile(profile, model.shape().n_layer, model.shape().n_expert);
   if (!prior.ok()) return prior.status().with_context(options.profile.string());
   return prior;
+}
+
+// --transpose-down is carried out by CpuExecutor alone; every other executor would read the
+// standard layout as stored and drop the flag without a word. Refused there, before anything
+// is opened (no device needed to say so). A transposed file makes the flag a no-op
+// everywhere, as CpuExecutor treats it. `from_auto`: the placement was "auto" before
+// resolve_placement, so the message says what it resolved to.
+Status check_transpose_down(const Model& model, const ExecutorOptions& options, bool from_auto) {
+  if (!options.transpose_down || model.shape().down_layout == DownLayout::transposed)
+    return Status::success();
+  const std::string& placement = options.placement;
+  const std::string resolved = from_auto ? " (what --placement auto resolved to)" : "";
+  std::string mode;
+  if (placement == "gpu" || placement == "hybrid") {
+    mode = fmt::format("the {} placement{}", placement, resolved);
+  } else if (placement == "cpu" &&
+             (options.mem_limit > 0 || !options.plan.empty() || !options.trace.empty())) {
+    std::string why;
+    for (auto [set, flag] : {std::pair{options.mem_limit > 0, "--mem-limit"},
+                             std::pair{!options.plan.empty(), "--plan"},
+                             std::pair{!options.trace.empty(), "--trace"}}) {
+      if (set) why += (why.empty() ? "" : ", ") + std::string(flag);
+    }
+    mode = fmt::format("the cpu placement{} on the streaming executor (selected by {})", resolved,
+                       why);
+  } else {
+    return Status::success();  // the plain cpu placement: CpuExecutor transposes at load
+  }
+  return make_error(
+      ErrorCode::invalid_argument,
+      "--transpose-down is not supported with {}: only the plain cpu placement (no --mem-limit, "
+      "--plan or --trace) transposes at load. Run `tandem convert --transpose-down IN OUT` "
+      "once and load OUT, which every placement reads",
+      mode);
 }
 
 }  // namespace
@@ -84,8 +120,10 @@ Result<std::unique_ptr<Executor>> make_executor(const Model& model, const Execut
   if (options.placement == "auto") {
     ExecutorOptions resolved = options;
     resolved.placement = resolve_placement(options.placement, plan ? &*plan : nullptr);
+    TANDEM_RETURN_IF_ERROR(check_transpose_down(model, resolved, /*from_auto=*/true));
     return make_executor(model, resolved);
   }
+  TANDEM_RETURN_IF_ERROR(check_transpose_down(model, options, /*from_auto=*/false));
   if (options.placement == "cpu" && (options.mem_limit > 0 || plan || !options.trace.empty())) {
     StreamingExecutorOptions so;
     so.n_ctx = options.n_ctx;

@@ -13,7 +13,12 @@
 //            resolve_placement() says which, before anything is loaded.
 // Errors: invalid_argument for an unknown placement or cpu_ops name; the executors' own
 // (no Vulkan device, out of memory); not_found / invalid_file for the plan file;
-// invalid_argument for a plan or profile made for another model (its model_hash).
+// invalid_argument for a plan or profile made for another model (its model_hash);
+// invalid_argument for transpose_down on a standard-layout model with any executor but the
+// plain CpuExecutor (gpu, hybrid, or cpu with --mem-limit/--plan/--trace, also when "auto"
+// resolved to one of them: the message names the resolved placement and the streaming
+// executor's flags), pointing at `tandem convert --transpose-down IN OUT`. For a model already
+// transposed (ModelShape::down_layout) transpose_down is a no-op everywhere, as in CpuExecutor.
 #pragma once
 
 #include <cstdint>
@@ -44,7 +49,8 @@ struct ExecutorOptions {
   // --profile: a model profile (`tandem profile`) whose activation probabilities are the
   // frequency policy's prior (cache_policy.h); without it the frequency policy is plain LRFU.
   std::filesystem::path profile;
-  bool transpose_down = false;    // --transpose-down (cpu placement; cpu_executor.h)
+  // --transpose-down: the plain cpu placement only (cpu_executor.h); refused elsewhere (above).
+  bool transpose_down = false;
 };
 
 // The placement "auto" stands for, given the plan (nullptr: none); other names unchanged.

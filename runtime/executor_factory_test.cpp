@@ -6,14 +6,18 @@
 #include <cmath>
 #include <fstream>
 
+#include "gpu/testing/vulkan_fixture.h"
 #include "planner/profile.h"
 #include "runtime/cpu_executor.h"
+#include "runtime/executor_test_support.h"
 #include "runtime/forward_test_support.h"
 #include "support/test_support.h"
 
 using namespace tandem;
 
 namespace {
+
+const bool k_probe = test::register_probe("vulkan", gpu::testing::vulkan_probe);
 
 ExecutorOptions small_options() {
   ExecutorOptions o;
@@ -27,6 +31,23 @@ std::vector<float> eval_all(Executor& ex, std::span<const int32_t> tokens) {
   std::vector<float> logits;
   REQUIRE(ex.eval(tokens, LogitsRows::all, logits).ok());
   return logits;
+}
+
+// A plan for `model` that keeps every expert in RAM on the CPU except one streamed from the
+// file (what `tandem plan` makes without a GPU); `gpu_expert` puts expert (0, 0) on the GPU.
+Plan cpu_plan(const Model& model, bool gpu_expert = false) {
+  const ModelShape& s = model.shape();
+  Plan plan;
+  plan.n_layer = s.n_layer;
+  plan.n_expert = s.n_expert;
+  plan.model_hash = model.content_hash();
+  plan.expert_bytes = 1;  // any positive size: the executors take sizes from the model
+  plan.predicted.layers.resize(s.n_layer);
+  plan.placement.tiers.assign(s.n_layer, std::vector<ExpertTier>(s.n_expert, ExpertTier::ram_cpu));
+  plan.placement.tiers[1][2] = ExpertTier::storage;
+  plan.placement.ram_cache_experts = 1;
+  if (gpu_expert) plan.placement.tiers[0][0] = ExpertTier::gpu_dynamic;
+  return plan;
 }
 
 }  // namespace
@@ -216,4 +237,173 @@ TEST_CASE("make_executor: --profile gives the frequency policy its prior; anothe
   REQUIRE_FALSE(bad.ok());
   CHECK(bad.status().message().find("other.json") != std::string::npos);
   CHECK(bad.status().message().find("tandem profile") != std::string::npos);
+}
+
+TEST_CASE(
+    "make_executor: --transpose-down is refused where it would be ignored, naming the placement",
+    "[executor][convert]") {
+  test::TempDir dir;
+  auto model = testing::make_and_load(MakeModelOptions{}, dir / "m.gguf");
+  REQUIRE(model.ok());
+  REQUIRE(model->shape().down_layout == DownLayout::standard);
+  REQUIRE(save_plan(cpu_plan(*model), dir / "cpu.plan.json").ok());
+  REQUIRE(save_plan(cpu_plan(*model, /*gpu_expert=*/true), dir / "gpu.plan.json").ok());
+
+  struct Case {
+    const char* what;
+    std::string placement;
+    uint64_t mem_limit = 0;
+    std::filesystem::path plan, trace;
+    std::vector<std::string> needles;  // besides the flag and the alternative
+  };
+  const std::vector<Case> cases = {
+      {"gpu", "gpu", 0, {}, {}, {"with the gpu placement"}},
+      {"hybrid", "hybrid", 0, {}, {}, {"with the hybrid placement"}},
+      {"hybrid with a plan", "hybrid", 0, dir / "gpu.plan.json", {}, {"with the hybrid placement"}},
+      {"cpu --mem-limit",
+       "cpu",
+       512ull << 20,
+       {},
+       {},
+       {"streaming executor (selected by --mem-limit)"}},
+      {"cpu --plan",
+       "cpu",
+       0,
+       dir / "cpu.plan.json",
+       {},
+       {"streaming executor (selected by --plan)"}},
+      {"cpu --trace", "cpu", 0, {}, dir / "t.json", {"streaming executor (selected by --trace)"}},
+      {"cpu --mem-limit --plan",
+       "cpu",
+       512ull << 20,
+       dir / "cpu.plan.json",
+       {},
+       {"(selected by --mem-limit, --plan)"}},
+      {"auto, GPU plan",
+       "auto",
+       0,
+       dir / "gpu.plan.json",
+       {},
+       {"with the hybrid placement", "the hybrid placement (what --placement auto resolved to)"}},
+      {"auto, CPU-only plan",
+       "auto",
+       0,
+       dir / "cpu.plan.json",
+       {},
+       {"streaming executor (selected by --plan)",
+        "the cpu placement (what --placement auto resolved to) on the streaming executor"}},
+      {"auto, --mem-limit",
+       "auto",
+       512ull << 20,
+       {},
+       {},
+       {"streaming executor (selected by --mem-limit)",
+        "the cpu placement (what --placement auto resolved to) on the streaming executor"}},
+  };
+  for (const Case& c : cases) {
+    INFO(c.what);
+    ExecutorOptions o = small_options();
+    o.placement = c.placement;
+    o.mem_limit = c.mem_limit;
+    o.plan = c.plan;
+    o.trace = c.trace;
+    o.device = "99";  // no such device: the refusal comes before any device is opened
+    o.transpose_down = true;
+    auto r = make_executor(*model, o);
+    REQUIRE_FALSE(r.ok());
+    const std::string& msg = r.status().message();
+    INFO(msg);
+    CHECK(r.status().code() == ErrorCode::invalid_argument);
+    CHECK(msg.find("--transpose-down is not supported") != std::string::npos);
+    CHECK(msg.find("tandem convert --transpose-down IN OUT") != std::string::npos);
+    for (const std::string& n : c.needles) CHECK(msg.find(n) != std::string::npos);
+    // Without the flag the same choice is not refused for it (the CPU ones run here).
+    o.transpose_down = false;
+    o.device.clear();
+    const bool on_cpu =
+        c.placement == "cpu" || (c.placement == "auto" && c.plan != dir / "gpu.plan.json");
+    if (on_cpu) {
+      auto plain = make_executor(*model, o);
+      INFO((plain.ok() ? std::string() : plain.status().message()));
+      CHECK(plain.ok());
+    }
+  }
+  // An unknown placement is named as such, not as a --transpose-down conflict.
+  ExecutorOptions bad = small_options();
+  bad.placement = "tpu";
+  bad.transpose_down = true;
+  auto r = make_executor(*model, bad);
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.status().message().find("unknown placement 'tpu'") != std::string::npos);
+}
+
+TEST_CASE(
+    "make_executor: --transpose-down on a transposed file is a no-op on the streaming executor",
+    "[executor][convert]") {
+  test::TempDir dir;
+  MakeModelOptions mo;
+  mo.transpose_down = true;
+  auto model = testing::make_and_load(mo, dir / "t.gguf");
+  REQUIRE(model.ok());
+  REQUIRE(model->shape().down_layout == DownLayout::transposed);
+  REQUIRE(save_plan(cpu_plan(*model), dir / "cpu.plan.json").ok());
+  const std::vector<int32_t> tokens = {1, 5, 9, 2, 7, 3};
+  for (int variant = 0; variant < 4; ++variant) {
+    ExecutorOptions o = small_options();
+    const char* what = "cpu";
+    if (variant == 1) {
+      what = "cpu --mem-limit";
+      o.mem_limit = 512ull << 20;
+    } else if (variant == 2) {
+      what = "auto --plan (cpu-only plan)";
+      o.placement = "auto";
+      o.plan = dir / "cpu.plan.json";
+    } else if (variant == 3) {
+      what = "cpu --trace";
+      o.trace = dir / "trace.json";
+    }
+    INFO(what);
+    auto without = make_executor(*model, o);
+    REQUIRE(without.ok());
+    o.transpose_down = true;
+    auto with = make_executor(*model, o);
+    INFO((with.ok() ? std::string() : with.status().message()));
+    REQUIRE(with.ok());
+    CHECK((*with)->placement() == "cpu");
+    for (const DeviceMemoryLine& line : (*with)->memory_lines()) {
+      CHECK(line.detail.find("transposed at load") == std::string::npos);
+    }
+    const auto a = eval_all(**with, tokens);
+    const auto b = eval_all(**without, tokens);
+    CHECK(test::max_abs_diff(a, b) == 0.0);  // the same executor on the same file
+  }
+}
+
+TEST_CASE("make_executor: --transpose-down on a transposed file is a no-op on the GPU placements",
+          "[executor][convert][gpu]") {
+  test::TempDir dir;
+  MakeModelOptions mo;
+  mo.preset = "tiny";
+  mo.transpose_down = true;
+  auto model = testing::make_and_load(mo, dir / "t.gguf");
+  REQUIRE(model.ok());
+  REQUIRE(model->shape().down_layout == DownLayout::transposed);
+  const std::vector<int32_t> tokens = {1, 5, 9, 2};
+  for (const char* placement : {"gpu", "hybrid"}) {
+    INFO(placement);
+    ExecutorOptions o = small_options();
+    o.placement = placement;
+    o.device = testing::test_device();
+    auto without = make_executor(*model, o);
+    INFO((without.ok() ? std::string() : without.status().message()));
+    REQUIRE(without.ok());
+    o.transpose_down = true;
+    auto with = make_executor(*model, o);
+    INFO((with.ok() ? std::string() : with.status().message()));
+    REQUIRE(with.ok());
+    CHECK((*with)->placement() == placement);
+    const auto a = eval_all(**with, tokens);
+    const auto b = eval_all(**without, tokens);
+    CHECK(test::max_abs_diff(a, b) == 0.0);
+  }
 }
