@@ -10,7 +10,10 @@
 // fits in RAM runs).
 //
 // Usage: streaming_bench --model=PATH [--mem-limit=1G] [--tokens=32] [--prompt=16]
-//                        [--threads=0] [--policy=lru|frequency] [--no-prefetch] [--trace=FILE]
+//                        [--threads=0] [--policy=lru|frequency] [--profile=PROFILE.json]
+//                        [--no-prefetch] [--trace=FILE]
+// --profile gives the frequency policy its prior (the profile's per-expert activation
+// probabilities, as `tandem run --cache-policy frequency --profile` does).
 #include <sys/utsname.h>
 
 #include <algorithm>
@@ -22,6 +25,8 @@
 
 #include "cpu/kernel_table.h"
 #include "runtime/forward_ops_fast.h"
+#include "planner/profile.h"
+#include "runtime/cache_policy.h"
 #include "runtime/mem_stats.h"
 #include "runtime/model.h"
 #include "runtime/streaming_executor.h"
@@ -40,6 +45,8 @@ struct Args {
   CachePolicyKind policy = CachePolicyKind::lru;
   bool prefetch = true;
   std::string trace;
+  std::string profile;
+  std::vector<double> prior;
 };
 
 struct Figures {
@@ -59,6 +66,7 @@ Result<Figures> run(const Model& model, const Args& a, bool limited) {
   o.n_ubatch = 512;
   o.n_threads = a.threads;
   o.policy = a.policy;
+  o.frequency.prior = a.prior;
   o.prefetch = a.prefetch;
   o.make_base_ops = [] { return make_fast_cpu_ops(cpu::kernels()); };
   if (limited) {
@@ -134,6 +142,8 @@ int main(int argc, char** argv) {
       a.prefetch = false;
     else if (const char* v7 = val("--trace="))
       a.trace = v7;
+    else if (const char* v8 = val("--profile="))
+      a.profile = v8;
     else {
       std::fprintf(stderr, "unknown argument %s\n", argv[i]);
       return 2;
@@ -150,12 +160,31 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "%s\n", model.status().message().c_str());
     return 1;
   }
+  if (!a.profile.empty()) {
+    auto profile = load_profile(a.profile);
+    if (!profile.ok()) {
+      std::fprintf(stderr, "%s\n", profile.status().message().c_str());
+      return 1;
+    }
+    if (!profile->model_hash.empty() && profile->model_hash != model->content_hash()) {
+      std::fprintf(stderr, "%s: made for model hash %s, not %s\n", a.profile.c_str(), profile->model_hash.c_str(),
+                   model->content_hash().c_str());
+      return 1;
+    }
+    auto prior = expert_priors_from_profile(*profile, model->shape().n_layer, model->shape().n_expert);
+    if (!prior.ok()) {
+      std::fprintf(stderr, "%s: %s\n", a.profile.c_str(), prior.status().message().c_str());
+      return 1;
+    }
+    a.prior = std::move(*prior);
+  }
   utsname u{};
   ::uname(&u);
   std::printf(
       "model %s (%s), %d decode tokens after a %d-token prompt, threads %d, %s, kernel %s\n",
       a.model.c_str(), model->name().c_str(), a.tokens, a.prompt, a.threads,
-      a.policy == CachePolicyKind::lru ? "lru" : "frequency", u.release);
+      a.policy == CachePolicyKind::lru ? "lru" : a.prior.empty() ? "frequency (no prior)" : "frequency (profile prior)",
+      u.release);
   auto lim = run(*model, a, true);
   if (!lim.ok()) {
     std::fprintf(stderr, "limited run: %s\n", lim.status().message().c_str());
