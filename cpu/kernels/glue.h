@@ -286,29 +286,37 @@ struct Glue {
   //
   // y[t] += sum_i a[t][idx[i]] * dequant(row idx[i]) for many tokens is a GEMM whose shared
   // dimension (the listed rows) is the weights' row index. Per segment of k_panel_cols columns
-  // and chunk of k_panel_rows listed rows, the chunk's blocks are dequantised once (w * d, as
-  // floats) into an L1/L2-resident panel; then register tiles of up to 4 tokens x
-  // k_panel_vecs vectors of columns stay in registers while every row of the chunk is added,
-  // one fma per row, tokens' coefficients broadcast. Each y element still takes the rows in
-  // list order, one rounded fma each (the panel holds the rounded product w * d), so the
-  // result depends on neither the tiling nor the thread count.
+  // and chunk of k_panel_rows listed rows, the chunk's blocks are unpacked once into an
+  // L1/L2-resident panel (the integers as floats; the scales apart); then register tiles of up
+  // to 4 tokens x k_panel_vecs vectors of columns stay in registers while every row of the
+  // chunk is added. Every y element takes, per listed row in list order, one
+  // fma(a * d, integer, y) with a * d rounded first: exactly what the one-token path
+  // (axpy_rows_tile / axpy_rows_tokens) computes, so a token gives the same bits alone or in a
+  // batch, on any tiling and thread count. A row whose coefficients are all zero for a token
+  // tile is skipped there (it would add exact zeros).
   static constexpr int64_t k_panel_rows = 32;
-  static constexpr int64_t k_panel_min_tokens = 4;  // below: rows dequantised per token group (axpy_rows_tokens)
   static constexpr int64_t k_panel_cols = 256;
+  static constexpr int64_t k_panel_blocks = k_panel_cols / QK8_0;
+  static constexpr int64_t k_panel_min_tokens = 4;  // below: rows dequantised per token group (axpy_rows_tokens)
   static constexpr int k_panel_vecs = I::k_lanes >= 16 ? 4 : I::k_lanes == 8 ? 2 : 4;
 
+  // rl[0..jn): the panel rows (of the chunk) this token tile adds; ct[(t * k_panel_rows + j) *
+  // k_panel_blocks + b]: token t's coefficient a * d for list entry j and block b of the segment.
   template <int NT, int NV>
-  static void panel_tile(int64_t jn, const float* panel, const float* at, int64_t c, float* y, int64_t ys) {
+  static void panel_tile(int64_t jn, const int32_t* rl, const float* panel, const float* ct, int64_t c, float* y,
+                         int64_t ys) {
     constexpr int64_t L = I::k_lanes;
+    const int64_t b0 = c / QK8_0;
     typename I::V acc[NT][NV];
     for (int t = 0; t < NT; ++t)
       for (int v = 0; v < NV; ++v) acc[t][v] = I::load(y + t * ys + c + v * L);
     for (int64_t j = 0; j < jn; ++j) {
+      const float* pr = panel + rl[j] * k_panel_cols + c;
       typename I::V w[NV];
-      for (int v = 0; v < NV; ++v) w[v] = I::load(panel + j * k_panel_cols + c + v * L);
+      for (int v = 0; v < NV; ++v) w[v] = I::load(pr + v * L);
       for (int t = 0; t < NT; ++t) {
-        const auto s = I::set1(at[t * k_panel_rows + j]);
-        for (int v = 0; v < NV; ++v) acc[t][v] = I::fma(s, w[v], acc[t][v]);
+        const float* cj = ct + (t * k_panel_rows + j) * k_panel_blocks + b0;
+        for (int v = 0; v < NV; ++v) acc[t][v] = I::fma(I::set1(cj[v * L / QK8_0]), w[v], acc[t][v]);
       }
     }
     for (int t = 0; t < NT; ++t)
@@ -316,52 +324,64 @@ struct Glue {
   }
 
   template <int NT>
-  static void panel_tokens(int64_t jn, int64_t cs, const float* panel, const float* at, float* y, int64_t ys) {
+  static void panel_tokens(int64_t jn, const int32_t* rl, int64_t cs, const float* panel, const float* ct, float* y,
+                           int64_t ys) {
     constexpr int64_t L = I::k_lanes;
     int64_t c = 0;
-    for (; c + k_panel_vecs * L <= cs; c += k_panel_vecs * L) panel_tile<NT, k_panel_vecs>(jn, panel, at, c, y, ys);
-    for (; c < cs; c += L) panel_tile<NT, 1>(jn, panel, at, c, y, ys);  // cs is a multiple of 32
+    for (; c + k_panel_vecs * L <= cs; c += k_panel_vecs * L) panel_tile<NT, k_panel_vecs>(jn, rl, panel, ct, c, y, ys);
+    for (; c < cs; c += L) panel_tile<NT, 1>(jn, rl, panel, ct, c, y, ys);  // cs is a multiple of 32
   }
 
   template <WKind K>
   static void axpy_rows_panel(int64_t k, int64_t n_idx, const int32_t* idx, const uint8_t* wb, size_t wrb,
                               const float* a, int64_t a_stride, int64_t n_tok, float* y, int64_t ys) {
-    thread_local std::vector<float> panel_buf, at_buf;
+    thread_local std::vector<float> panel_buf, ct_buf;
     panel_buf.resize(static_cast<size_t>(k_panel_rows * k_panel_cols));
-    at_buf.resize(static_cast<size_t>(4 * k_panel_rows));
+    ct_buf.resize(static_cast<size_t>(4 * k_panel_rows * k_panel_blocks));
     float* panel = panel_buf.data();
-    float* at = at_buf.data();
+    float* ct = ct_buf.data();
+    float dp[k_panel_rows][k_panel_blocks];  // scales of the chunk's rows
+    int32_t rl[k_panel_rows];
     for (int64_t c0 = 0; c0 < k; c0 += k_panel_cols) {
       const int64_t cs = std::min(k_panel_cols, k - c0);
+      const int64_t nbs = cs / QK8_0;
       for (int64_t j0 = 0; j0 < n_idx; j0 += k_panel_rows) {
         const int64_t jn = std::min(k_panel_rows, n_idx - j0);
         for (int64_t j = 0; j < jn; ++j) {
           const uint8_t* row = wb + static_cast<size_t>(idx[j0 + j]) * wrb;
           if (j0 + k_panel_rows + j < n_idx) {  // the next chunk's row, same columns
             const uint8_t* nr = wb + static_cast<size_t>(idx[j0 + k_panel_rows + j]) * wrb;
-            const size_t b0 = static_cast<size_t>(c0 / QK8_0) * k_block_bytes<K>;
-            const size_t b1 = static_cast<size_t>((c0 + cs) / QK8_0) * k_block_bytes<K>;
-            for (size_t off = b0; off < b1; off += 64) __builtin_prefetch(nr + off);
+            const size_t p0 = static_cast<size_t>(c0 / QK8_0) * k_block_bytes<K>;
+            const size_t p1 = static_cast<size_t>((c0 + cs) / QK8_0) * k_block_bytes<K>;
+            for (size_t off = p0; off < p1; off += 64) __builtin_prefetch(nr + off);
           }
-          for (int64_t ib = c0 / QK8_0; ib < (c0 + cs) / QK8_0; ++ib) {
+          for (int64_t b = 0; b < nbs; ++b) {
             typename I::V w[k_dq];
-            float d;
-            I::template dequant_block<K>(row, ib, w, d);
-            const auto dv = I::set1(d);
-            float* p = panel + j * k_panel_cols + (ib * QK8_0 - c0);
-            for (int v = 0; v < k_dq; ++v) I::store(p + v * I::k_lanes, I::mul(w[v], dv));
+            I::template dequant_block<K>(row, c0 / QK8_0 + b, w, dp[j][b]);
+            float* p = panel + j * k_panel_cols + b * QK8_0;
+            for (int v = 0; v < k_dq; ++v) I::store(p + v * I::k_lanes, w[v]);
           }
         }
         for (int64_t t0 = 0; t0 < n_tok; t0 += 4) {
           const int64_t nt = std::min<int64_t>(4, n_tok - t0);
-          for (int64_t t = 0; t < nt; ++t)
-            for (int64_t j = 0; j < jn; ++j) at[t * k_panel_rows + j] = a[(t0 + t) * a_stride + idx[j0 + j]];
+          int64_t n_rl = 0;
+          for (int64_t j = 0; j < jn; ++j) {
+            bool any = false;
+            for (int64_t t = 0; t < nt; ++t) {
+              const float v = a[(t0 + t) * a_stride + idx[j0 + j]];
+              float* cj = ct + (t * k_panel_rows + n_rl) * k_panel_blocks;
+              for (int64_t b = 0; b < nbs; ++b) cj[b] = v * dp[j][b];
+              any = any || v != 0.0f;
+            }
+            rl[n_rl] = static_cast<int32_t>(j);
+            n_rl += any ? 1 : 0;
+          }
           float* yt = y + t0 * ys + c0;
           switch (nt) {
-            case 4: panel_tokens<4>(jn, cs, panel, at, yt, ys); break;
-            case 3: panel_tokens<3>(jn, cs, panel, at, yt, ys); break;
-            case 2: panel_tokens<2>(jn, cs, panel, at, yt, ys); break;
-            default: panel_tokens<1>(jn, cs, panel, at, yt, ys); break;
+            case 4: panel_tokens<4>(n_rl, rl, cs, panel, ct, yt, ys); break;
+            case 3: panel_tokens<3>(n_rl, rl, cs, panel, ct, yt, ys); break;
+            case 2: panel_tokens<2>(n_rl, rl, cs, panel, ct, yt, ys); break;
+            default: panel_tokens<1>(n_rl, rl, cs, panel, ct, yt, ys); break;
           }
         }
       }
