@@ -119,6 +119,38 @@ TEST_CASE("cli: tandem run errors: prompt too long, -n beyond the context, wrong
   CHECK(bad_cache.err.find("q4_0") != std::string::npos);
 }
 
+TEST_CASE(
+    "cli: tandem run --transpose-down where the placement would ignore it is an error, not silence",
+    "[cli]") {
+  // Refused before any Vulkan device is opened (executor_factory.h), so no GPU is needed here.
+  test::TempDir dir;
+  const std::string m = make_tiny(dir);  // standard ffn_down_exps layout
+  auto hybrid =
+      tandem_cmd(dir, "run -m " + m + " -p hello -n 2 -c 64 --placement hybrid --transpose-down");
+  INFO(hybrid.err);
+  CHECK(hybrid.code != 0);
+  CHECK(hybrid.err.find("--transpose-down is not supported with the hybrid placement") !=
+        std::string::npos);
+  CHECK(hybrid.err.find("tandem convert --transpose-down IN OUT") != std::string::npos);
+
+  // The default placement (auto) with --mem-limit resolves to cpu on the streaming executor.
+  auto streaming =
+      tandem_cmd(dir, "run -m " + m + " -p hello -n 2 -c 64 --mem-limit 64M --transpose-down");
+  INFO(streaming.err);
+  CHECK(streaming.code != 0);
+  CHECK(streaming.err.find("streaming executor (selected by --mem-limit)") != std::string::npos);
+  CHECK(streaming.err.find(
+            "the cpu placement (what --placement auto resolved to) on the streaming executor") !=
+        std::string::npos);
+
+  // Where it is honoured: the plain cpu placement transposes at load and says so.
+  auto plain =
+      tandem_cmd(dir, "run -m " + m + " -p hello -n 2 -c 64 --placement cpu --transpose-down");
+  INFO(plain.err);
+  CHECK(plain.code == 0);
+  CHECK(plain.err.find("transposed at load") != std::string::npos);
+}
+
 TEST_CASE("cli: tandem chat answers two piped turns", "[cli]") {
   test::TempDir dir;
   const std::string m = make_tiny(dir);
@@ -182,6 +214,53 @@ TEST_CASE("cli: without -m the default model is created first", "[cli]") {
   CHECK(r.code == 0);
   CHECK(r.err.find("creating the built-in default model") != std::string::npos);
   CHECK(std::filesystem::exists(path));
+}
+
+TEST_CASE("cli: --auto plans on the spot (run, bench) and prints where the parts run",
+          "[cli][auto_plan]") {
+  test::TempDir dir;
+  const std::string m = make_tiny(dir);
+  // A machine without a GPU (planner/hardware_profile.h schema): the plan runs on the cpu
+  // placement.
+  const auto hw = dir / "H.json";
+  std::ofstream(hw) << R"({"schema_version": 1, "name": "cli-test-box", "ram_bytes": 8589934592,
+    "shared_memory_bus": false, "shared_bandwidth_gbps": 0,
+    "cpu": {"name": "test", "n_cores": 2, "n_threads": 2, "isa": [{"isa": "avx2", "n_threads": 2,
+      "read_bandwidth_gbps": 10.0, "compute_gflops": 50.0, "expert_ffn_dense_us": 0, "expert_ffn_gate_us": 0,
+      "attention_us": 0}]},
+    "gpus": [],
+    "storage": {"name": "test", "latency_us": 80.0,
+      "random_read": [{"block_bytes": 4096, "queue_depth": 1, "throughput_gbps": 0.05}]}})";
+  const std::string env = "XDG_CACHE_HOME='" + (dir / "cache").string() + "' TANDEM_HARDWARE=";
+  auto r = tandem_cmd(
+      dir, "run --auto --hardware '" + hw.string() + "' -m " + m + " -p hello -n 4 -c 64 --temp 0",
+      "", env);
+  INFO(r.err);
+  REQUIRE(r.code == 0);
+  CHECK(r.err.find("generation: 4 tokens") != std::string::npos);
+  CHECK(r.err.find("run: --auto: hardware profile " + hw.string()) != std::string::npos);
+  CHECK(r.err.find("flat prior") != std::string::npos);
+  CHECK(std::regex_search(
+      r.err, std::regex(R"(run: plan \S+/cache/tandem/auto-[0-9a-f]+\.plan\.json -> cpu executor: )"
+                        R"(attention on cpu, output head on cpu; experts: 0 GPU-resident)")));
+  CHECK(r.err.find("run: placement cpu") != std::string::npos);
+
+  auto both = tandem_cmd(dir, "run --auto --plan x.json -m " + m + " -p hello -n 1", "", env);
+  CHECK(both.code != 0);
+  CHECK(both.err.find("--auto and --plan") != std::string::npos);
+  auto missing =
+      tandem_cmd(dir, "run --auto --hardware nope.json -m " + m + " -p hello -n 1", "", env);
+  CHECK(missing.code != 0);
+  CHECK(missing.err.find("nope.json") != std::string::npos);
+
+  auto bench = tandem_cmd(dir,
+                          "bench --auto --hardware '" + hw.string() + "' -m " + m +
+                              " -p 4 -n 2 -r 1 -t 1 --bandwidth-mib 0 -o csv",
+                          "", env);
+  INFO(bench.err);
+  REQUIRE(bench.code == 0);
+  CHECK(bench.err.find("bench: --auto: hardware profile") != std::string::npos);
+  CHECK(bench.out.find("auto-") != std::string::npos);  // the plan column names the file
 }
 
 #endif  // TANDEM_BIN

@@ -1,7 +1,9 @@
 // `tandem bench -m FILE -p 128 -n 64 -r 5 -t 2 [-o md|json|csv]`: prompt and generation speed
 // in the manner of llama-bench (runtime/bench_runner.h). -p, -n, -t, -ub, --placement,
 // --device, --plan and --mem-limit take comma lists and every combination is measured.
+// --auto makes one plan for the model first (runtime/auto_plan.h) and benches it as --plan.
 // The table goes to stdout, progress to stderr.
+#include <algorithm>
 #include <cstdio>
 #include <memory>
 #include <sstream>
@@ -10,7 +12,10 @@
 
 #include "command.h"
 #include "core/dtype.h"
+#include "runtime/auto_plan.h"
 #include "runtime/bench_runner.h"
+#include "runtime/executor_factory.h"
+#include "runtime/model.h"
 #include "runtime/session.h"
 #include "size_arg.h"
 
@@ -21,6 +26,8 @@ struct BenchCli {
   std::string model;
   std::string n_prompt = "128", n_gen = "64", threads = "0", ubatch = "512";
   std::string placement = "cpu", device, plan, mem_limit = "0";
+  bool auto_plan = false;
+  std::string hardware;
   uint32_t repetitions = 5;
   std::string output = "md";
   std::string cpu_ops = "fast";
@@ -54,6 +61,36 @@ Result<std::vector<T>> numbers(const std::string& flag, const std::string& list,
     out.push_back(static_cast<T>(n));
   }
   return out;
+}
+
+// --auto: plans for the model with the (single) --mem-limit as the RAM budget and a context of
+// the longest test; without --placement, the plan's own (cpu, or hybrid when it uses a GPU).
+Status plan_automatically(const CLI::App& sub, const BenchCli& c, BenchOptions& o) {
+  if (!c.auto_plan) return make_error(ErrorCode::invalid_argument, "--hardware {}: only with --auto", c.hardware);
+  if (!c.plan.empty()) {
+    return make_error(ErrorCode::invalid_argument, "--auto and --plan {}: give one (--auto makes the plan itself)", c.plan);
+  }
+  if (o.mem_limit.size() != 1) {
+    return make_error(ErrorCode::invalid_argument, "--auto plans for one --mem-limit, not a list of {}", o.mem_limit.size());
+  }
+  TANDEM_ASSIGN_OR_RETURN(Model model, Model::load(o.model));
+  AutoPlanOptions ao;
+  ao.model_path = o.model;
+  ao.hardware = c.hardware;
+  ao.ram_budget = o.mem_limit[0];
+  ao.n_ctx = 3;  // as bench_runner sizes each combination's cache
+  for (uint32_t p : o.n_prompt) ao.n_ctx = std::max(ao.n_ctx, p + 1);
+  for (uint32_t n : o.n_gen) ao.n_ctx = std::max(ao.n_ctx, n + 1);
+  ao.device = o.device.size() == 1 && !o.device[0].empty() ? o.device[0] : "auto";
+  ao.progress = [](std::string_view line) {
+    std::fprintf(stderr, "bench: --auto: %.*s\n", static_cast<int>(line.size()), line.data());
+  };
+  TANDEM_ASSIGN_OR_RETURN(AutoPlan ap, make_auto_plan(model, ao));
+  TANDEM_ASSIGN_OR_RETURN(std::filesystem::path path, save_auto_plan(ap.plan));
+  std::fprintf(stderr, "bench: %s; plan written to %s\n", ap.description.c_str(), path.c_str());
+  o.plan = {path};
+  if (sub.count("--placement") == 0) o.placement = {resolve_placement("auto", &ap.plan)};
+  return Status::success();
 }
 
 int run_bench_cmd(const CLI::App& sub, BenchCli& c) {
@@ -91,6 +128,9 @@ int run_bench_cmd(const CLI::App& sub, BenchCli& c) {
     auto v = parse_size(s, "--mem-limit");
     if (!v.ok()) return report_error(v.status());
     o.mem_limit.push_back(*v);
+  }
+  if (c.auto_plan || !c.hardware.empty()) {
+    if (Status s = plan_automatically(sub, c, o); !s.ok()) return report_error(s);
   }
   o.repetitions = c.repetitions;
   o.cpu_ops = c.cpu_ops;
@@ -141,6 +181,10 @@ const CommandRegistration reg{
       sub.add_option("--placement", c->placement, "cpu | gpu | hybrid, comma list")->capture_default_str();
       sub.add_option("--device", c->device, "Vulkan device(s) for gpu/hybrid, comma list");
       sub.add_option("--plan", c->plan, "placement plan JSON file(s), comma list");
+      sub.add_flag("--auto", c->auto_plan,
+                   "plan now for this model (as `tandem run --auto`: its profile or a flat prior, the hardware "
+                   "profile, --mem-limit as the RAM budget) and bench that plan; placement: the plan's unless given");
+      sub.add_option("--hardware", c->hardware, "with --auto: hardware profile JSON from `tandem calibrate`");
       sub.add_option("--mem-limit", c->mem_limit, "resident memory limit(s) (e.g. 1G), comma list; 0 = none")
           ->capture_default_str();
       sub.add_option("--cpu-ops", c->cpu_ops, "fast (SIMD kernel table) | plain")->capture_default_str();

@@ -21,6 +21,7 @@
 #include "core/dtype.h"
 #include "size_arg.h"
 #include "planner/plan.h"
+#include "runtime/auto_plan.h"
 #include "runtime/session.h"
 
 namespace tandem::tools {
@@ -38,11 +39,13 @@ struct CommonOptions {
   std::string device;
   std::string cpu_ops = "fast";
   std::string plan;
+  bool auto_plan = false;  // --auto: plan now (runtime/auto_plan.h) and run as with --plan
+  std::string hardware;    // --hardware for --auto
   std::string mem_limit;
   std::string trace;
   std::string cache_policy = "lru";
   std::string profile;  // the frequency policy's prior
-  bool transpose_down = false;
+  bool transpose_down = false;  // plain cpu placement only: make_executor refuses it elsewhere
 };
 
 // with_trace: false for commands whose own --trace means something else (profile: the routing trace).
@@ -64,11 +67,20 @@ inline void add_model_options(CLI::App& sub, CommonOptions& o, bool with_trace =
       ->capture_default_str();
   sub.add_option("--plan", o.plan, "placement plan JSON from `tandem plan` (made for this model); with --placement cpu its GPU tiers "
                  "run on the CPU");
+  sub.add_flag("--auto", o.auto_plan,
+               "make the plan now, as `tandem plan` would, and run it as with --plan: usage profile "
+               "<model stem>.profile.json beside the model or here (else a flat prior), hardware profile --hardware, "
+               "$TANDEM_HARDWARE or ${XDG_CACHE_HOME:-~/.cache}/tandem/hardware.json (measured by a quick calibration "
+               "when missing), RAM budget --mem-limit or all RAM. The plan is written to the cache as "
+               "auto-<model hash>.plan.json");
+  sub.add_option("--hardware", o.hardware, "with --auto: hardware profile JSON from `tandem calibrate`");
   sub.add_option("--mem-limit", o.mem_limit,
                  "keep resident memory under SIZE (e.g. 1G): experts that do not fit are streamed from the file");
   sub.add_flag("--transpose-down", o.transpose_down,
                "transpose a standard-layout ffn_down_exps in memory at load, so the sparse FFN reads only active "
-               "neurons' rows (requantized: see `tandem convert --help` for the precision cost)");
+               "neurons' rows (requantized: see `tandem convert --help` for the precision cost). Plain cpu placement "
+               "only (an error with gpu, hybrid, --mem-limit, --plan or --trace; there use `tandem convert "
+               "--transpose-down IN OUT` once); a no-op on a file already transposed");
   sub.add_option("--cache-policy", o.cache_policy,
                  "replacement policy of the streamed experts' RAM cache: lru or frequency (LRFU with the profile's prior)")
       ->capture_default_str();
@@ -165,6 +177,31 @@ inline void print_plan_parts(const char* command, const std::string& plan_path, 
   }
 }
 
+// --auto: makes the plan for the model (runtime/auto_plan.h) and writes it where the executor
+// reads plans from; returns that path.
+inline Result<std::filesystem::path> auto_plan_file(const CommonOptions& o, SessionOptions& so, const char* command) {
+  if (!o.auto_plan) return make_error(ErrorCode::invalid_argument, "--hardware {}: only with --auto", o.hardware);
+  if (!o.plan.empty()) {
+    return make_error(ErrorCode::invalid_argument, "--auto and --plan {}: give one (--auto makes the plan itself)", o.plan);
+  }
+  TANDEM_ASSIGN_OR_RETURN(Model model, Model::load(so.model_path));
+  AutoPlanOptions ao;
+  ao.model_path = so.model_path;
+  ao.hardware = o.hardware;
+  ao.ram_budget = so.executor.mem_limit;
+  ao.n_ctx = so.n_ctx;
+  ao.device = o.device.empty() ? "auto" : o.device;
+  ao.progress = [command](std::string_view line) {
+    std::fprintf(stderr, "%s: --auto: %.*s\n", command, static_cast<int>(line.size()), line.data());
+  };
+  TANDEM_ASSIGN_OR_RETURN(AutoPlan ap, make_auto_plan(model, ao));
+  // The usage profile the plan came from is also the frequency policy's prior, unless one was given.
+  if (o.profile.empty() && o.cache_policy == "frequency" && !ap.profile_path.empty()) so.executor.profile = ap.profile_path;
+  TANDEM_ASSIGN_OR_RETURN(std::filesystem::path path, save_auto_plan(ap.plan));
+  std::fprintf(stderr, "%s: %s; plan written to %s\n", command, ap.description.c_str(), path.c_str());
+  return path;
+}
+
 inline Result<std::unique_ptr<Session>> open_session(const CommonOptions& o, const char* command) {
   SessionOptions so;
   so.model_path = o.model;
@@ -192,6 +229,9 @@ inline Result<std::unique_ptr<Session>> open_session(const CommonOptions& o, con
   so.executor.cache_policy = o.cache_policy;
   so.executor.profile = o.profile;
   so.executor.transpose_down = o.transpose_down;
+  if (o.auto_plan || !o.hardware.empty()) {
+    TANDEM_ASSIGN_OR_RETURN(so.executor.plan, auto_plan_file(o, so, command));
+  }
   TANDEM_ASSIGN_OR_RETURN(auto session, Session::open(so));
   const ModelShape& sh = session->model().shape();
   std::fprintf(stderr,
@@ -202,7 +242,7 @@ inline Result<std::unique_ptr<Session>> open_session(const CommonOptions& o, con
                std::string(session->executor().placement()).c_str(), session->options().n_threads,
                session->executor().n_ctx(), so.n_ubatch, std::string(dtype_name(so.cache_type)).c_str(),
                session->sampler().seed());
-  if (!o.plan.empty()) print_plan_parts(command, o.plan, session->executor().placement());
+  if (!so.executor.plan.empty()) print_plan_parts(command, so.executor.plan.string(), session->executor().placement());
   for (const DeviceMemoryLine& line : session->executor().memory_lines()) {
     std::fprintf(stderr, "%s: %s: %s\n", command, line.device.c_str(), line.detail.c_str());
   }
