@@ -84,7 +84,8 @@ struct RowList {
 // Weight rows stream from DRAM once; the out-of-order window covers too few of their bytes
 // to hide DRAM latency, so a tile prefetches the rows this many list entries ahead (which
 // also covers the scattered rows of gemm_rows).
-inline constexpr int64_t k_prefetch_rows = 8;
+// 4 beat 2, 6, 8 and 16 on this machine's output-head GEMV (bench/RESULTS.md, session 4).
+inline constexpr int64_t k_prefetch_rows = 4;
 
 template <class I>
 struct Glue {
