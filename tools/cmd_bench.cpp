@@ -10,9 +10,9 @@
 #include <string>
 #include <vector>
 
+#include "auto_plan_cli.h"
 #include "command.h"
 #include "core/dtype.h"
-#include "runtime/auto_plan.h"
 #include "runtime/bench_runner.h"
 #include "runtime/executor_factory.h"
 #include "runtime/model.h"
@@ -66,14 +66,9 @@ Result<std::vector<T>> numbers(const std::string& flag, const std::string& list,
 // --auto: plans for the model with the (single) --mem-limit as the RAM budget and a context of
 // the longest test; without --placement, the plan's own (cpu, or hybrid when it uses a GPU).
 Status plan_automatically(const CLI::App& sub, const BenchCli& c, BenchOptions& o) {
-  if (!c.auto_plan) return make_error(ErrorCode::invalid_argument, "--hardware {}: only with --auto", c.hardware);
-  if (!c.plan.empty()) {
-    return make_error(ErrorCode::invalid_argument, "--auto and --plan {}: give one (--auto makes the plan itself)", c.plan);
-  }
   if (o.mem_limit.size() != 1) {
     return make_error(ErrorCode::invalid_argument, "--auto plans for one --mem-limit, not a list of {}", o.mem_limit.size());
   }
-  TANDEM_ASSIGN_OR_RETURN(Model model, Model::load(o.model));
   AutoPlanOptions ao;
   ao.model_path = o.model;
   ao.hardware = c.hardware;
@@ -82,14 +77,9 @@ Status plan_automatically(const CLI::App& sub, const BenchCli& c, BenchOptions& 
   for (uint32_t p : o.n_prompt) ao.n_ctx = std::max(ao.n_ctx, p + 1);
   for (uint32_t n : o.n_gen) ao.n_ctx = std::max(ao.n_ctx, n + 1);
   ao.device = o.device.size() == 1 && !o.device[0].empty() ? o.device[0] : "auto";
-  ao.progress = [](std::string_view line) {
-    std::fprintf(stderr, "bench: --auto: %.*s\n", static_cast<int>(line.size()), line.data());
-  };
-  TANDEM_ASSIGN_OR_RETURN(AutoPlan ap, make_auto_plan(model, ao));
-  TANDEM_ASSIGN_OR_RETURN(std::filesystem::path path, save_auto_plan(ap.plan));
-  std::fprintf(stderr, "bench: %s; plan written to %s\n", ap.description.c_str(), path.c_str());
-  o.plan = {path};
-  if (sub.count("--placement") == 0) o.placement = {resolve_placement("auto", &ap.plan)};
+  TANDEM_ASSIGN_OR_RETURN(AutoPlanFile f, auto_plan_for_command(c.auto_plan, c.plan, ao, "bench"));
+  o.plan = {f.path};
+  if (sub.count("--placement") == 0) o.placement = {resolve_placement("auto", &f.plan.plan)};
   return Status::success();
 }
 

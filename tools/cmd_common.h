@@ -21,7 +21,7 @@
 #include "core/dtype.h"
 #include "size_arg.h"
 #include "planner/plan.h"
-#include "runtime/auto_plan.h"
+#include "auto_plan_cli.h"
 #include "runtime/session.h"
 
 namespace tandem::tools {
@@ -177,29 +177,20 @@ inline void print_plan_parts(const char* command, const std::string& plan_path, 
   }
 }
 
-// --auto: makes the plan for the model (runtime/auto_plan.h) and writes it where the executor
-// reads plans from; returns that path.
+// --auto: makes the plan for the model and returns the path it was written to (auto_plan_cli.h).
 inline Result<std::filesystem::path> auto_plan_file(const CommonOptions& o, SessionOptions& so, const char* command) {
-  if (!o.auto_plan) return make_error(ErrorCode::invalid_argument, "--hardware {}: only with --auto", o.hardware);
-  if (!o.plan.empty()) {
-    return make_error(ErrorCode::invalid_argument, "--auto and --plan {}: give one (--auto makes the plan itself)", o.plan);
-  }
-  TANDEM_ASSIGN_OR_RETURN(Model model, Model::load(so.model_path));
   AutoPlanOptions ao;
   ao.model_path = so.model_path;
   ao.hardware = o.hardware;
   ao.ram_budget = so.executor.mem_limit;
   ao.n_ctx = so.n_ctx;
   ao.device = o.device.empty() ? "auto" : o.device;
-  ao.progress = [command](std::string_view line) {
-    std::fprintf(stderr, "%s: --auto: %.*s\n", command, static_cast<int>(line.size()), line.data());
-  };
-  TANDEM_ASSIGN_OR_RETURN(AutoPlan ap, make_auto_plan(model, ao));
+  TANDEM_ASSIGN_OR_RETURN(AutoPlanFile f, auto_plan_for_command(o.auto_plan, o.plan, ao, command));
   // The usage profile the plan came from is also the frequency policy's prior, unless one was given.
-  if (o.profile.empty() && o.cache_policy == "frequency" && !ap.profile_path.empty()) so.executor.profile = ap.profile_path;
-  TANDEM_ASSIGN_OR_RETURN(std::filesystem::path path, save_auto_plan(ap.plan));
-  std::fprintf(stderr, "%s: %s; plan written to %s\n", command, ap.description.c_str(), path.c_str());
-  return path;
+  if (o.profile.empty() && o.cache_policy == "frequency" && !f.plan.profile_path.empty()) {
+    so.executor.profile = f.plan.profile_path;
+  }
+  return f.path;
 }
 
 inline Result<std::unique_ptr<Session>> open_session(const CommonOptions& o, const char* command) {
