@@ -326,23 +326,28 @@ void BM_expert_ffn(benchmark::State& state, const KernelTable* kt, int64_t n_emb
   }
 }
 
-// One thread, one 4b expert (3 x 648 KiB, in L3) called again and again, dense, transposed
-// down: the FFN's compute ceiling per core (rate per CPU second of the thread).
-void BM_expert_ffn_hot(benchmark::State& state, const KernelTable* kt) {
+// One 4b expert (3 x 648 KiB, in L2/L3) called again and again, transposed down: the FFN's
+// ceiling without DRAM. One thread (dense): the compute rate per core. The pool's threads
+// (level 1: 60% inactive): compute plus the fork-join and serial parts of one call.
+void BM_expert_ffn_hot(benchmark::State& state, const KernelTable* kt, bool pool, int level) {
   FfnSet& s = ffn_set(1536, 768);
   const int64_t d = s.n_embd, f = s.n_ff;
-  std::vector<float> x(static_cast<size_t>(d), 0.5f), acc(x.size(), 0.0f), rw(1, 0.5f);
+  std::vector<float> x(static_cast<size_t>(d)), acc(x.size(), 0.0f), rw(1, 0.5f);
+  uint64_t seed = 4;
+  for (auto& v : x) v = 0.1f + static_cast<float>(splitmix(seed) % 900) / 1000.0f;  // as BM_expert_ffn
   ExpertFfnWeights w;
-  w.gate = TensorView::contiguous(s.gate[0]->data, DType::q4_0, {d, f, 1, 1});
+  w.gate = TensorView::contiguous(s.gate[level]->data, DType::q4_0, {d, f, 1, 1});
   w.up = TensorView::contiguous(s.up->data, DType::q4_0, {d, f, 1, 1});
   w.down = TensorView::contiguous(s.down->data, DType::q4_0, {d, f, 1, 1});
   w.down_layout = DownLayout::transposed;
   ExpertFfnWorkspace ws;
   ExpertFfnStats st;
   SerialRunner serial;
+  const ChunkRunner& runner = pool ? static_cast<const ChunkRunner&>(*g_pool) : serial;
+  const FfnMode mode = level == 0 ? FfnMode::dense : FfnMode::sparse;
   for (auto _ : state) {
     const Status status =
-        expert_ffn(*kt, w, FfnMode::dense, ExpertFfnBatch{x.data(), d, 1, rw.data(), acc.data(), d}, ws, serial, &st);
+        expert_ffn(*kt, w, mode, ExpertFfnBatch{x.data(), d, 1, rw.data(), acc.data(), d}, ws, runner, &st);
     if (!status.ok()) {
       state.SkipWithError(status.message().c_str());
       return;
@@ -398,8 +403,12 @@ void register_all() {
                                  BM_gemv_q4_0_hot, kt)
         ->Unit(benchmark::kMicrosecond);
     benchmark::RegisterBenchmark(("expert_ffn_dense_q4_0" + sfx + "/hot_l3_4b_down_transposed_1thread").c_str(),
-                                 BM_expert_ffn_hot, kt)
+                                 BM_expert_ffn_hot, kt, false, 0)
         ->Unit(benchmark::kMicrosecond);
+    benchmark::RegisterBenchmark(("expert_ffn_sparse_q4_0" + sfx + "/hot_l3_4b_down_transposed/inactive_60/pool").c_str(),
+                                 BM_expert_ffn_hot, kt, true, 1)
+        ->Unit(benchmark::kMicrosecond)
+        ->UseRealTime();
     for (const Shape& sh : shapes) {
       for (DownLayout layout : {DownLayout::transposed, DownLayout::standard}) {
         if (sh.n_embd != 1536 && layout == DownLayout::standard) continue;

@@ -22,9 +22,11 @@
 //   sparse equals dense up to the sign of zeros (inactive neurons contribute exact zeros).
 //
 // Tokens of the batch share every weight read (each row is read once for all n_tok).
-// Threading: work is cut into fixed chunks of neurons (gate, up) and of output rows or columns
-// (down; the transposed down adds the active neurons' rows in ascending neuron order), so the
-// result is bit-identical on any ChunkRunner.
+// Threading: work is cut into fixed chunks of neurons (gate, up; k_ffn_chunk) and of output
+// rows or columns (down). The transposed down is y = sum over neuron chunks, in chunk order,
+// of the chunk's active rows added in neuron order to zeros, whether it runs in the chunk
+// tasks (n_tok < k_ffn_fused_max_tokens) or per column segment (batches). So the result is
+// bit-identical on any ChunkRunner, and a token's result is the same alone or in a batch.
 // Errors: invalid_argument / unsupported naming the tensor, for shapes or dtypes that do not
 // fit; nothing is written to acc then.
 #pragma once
@@ -67,6 +69,7 @@ struct ExpertFfnWorkspace {
   std::vector<int64_t> n_idx;    // (n_chunk) active neurons per chunk
   std::vector<uint8_t> aq;       // (n_tok) q8_0 rows of n_ff (standard down)
   std::vector<float> y;          // (n_tok, n_embd)
+  std::vector<float> part;       // (n_chunk, n_tok, n_embd) per-chunk down sums (fused path)
 };
 
 struct ExpertFfnStats {
@@ -82,6 +85,10 @@ inline constexpr int64_t k_ffn_down_chunk = 128;
 // Output columns per chunk of the transposed down projection (a multiple of 32: whole blocks
 // of every down row).
 inline constexpr int64_t k_ffn_down_cols = 256;
+// Batches below this many tokens do the transposed down inside the neuron-chunk tasks (each
+// chunk's rows are read whole, once, right after its up rows); larger batches do it per column
+// segment so that the tokens share each weight read. Same sums either way.
+inline constexpr int64_t k_ffn_fused_max_tokens = 4;
 
 // gate_neuron_active (optional, n_ff): element j += the number of tokens t of the batch with
 // g[t][j] > 0 (the per-neuron ReLU activity a profiler records; same count in both modes).
