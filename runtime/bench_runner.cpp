@@ -159,28 +159,21 @@ struct Runner {
   const BenchOptions& o;
   const Model& model;
   const BenchProgress& progress;
-  std::map<int, double> bandwidth;  // threads -> GB/s
+  uint64_t peak_rss_bytes = 0;  // VmHWM before the combination's probes (their buffers excluded)
 
   void say(const std::string& line) const {
     if (progress) progress(line);
   }
 
-  double bandwidth_for(int n_threads) {
+  // One read-bandwidth probe at n_threads (0 when skipped or failed; the failure is said).
+  double probe(int n_threads) const {
     if (o.bandwidth_bytes == 0) return 0.0;
-    auto it = bandwidth.find(n_threads);
-    if (it != bandwidth.end()) return it->second;
-    say(fmt::format("bench: measuring read bandwidth with {} thread(s), {} MiB buffer", n_threads,
-                    o.bandwidth_bytes >> 20));
     auto r = cpu::measure_read_bandwidth(n_threads, o.bandwidth_bytes, o.bandwidth_reps);
-    double gbps = 0.0;
-    if (r.ok()) {
-      gbps = r->gbps;
-      say(fmt::format("bench: read bandwidth {:.2f} GB/s", gbps));
-    } else {
+    if (!r.ok()) {
       say("bench: bandwidth probe failed (roofline not reported): " + r.status().message());
+      return 0.0;
     }
-    bandwidth[n_threads] = gbps;
-    return gbps;
+    return r->gbps;
   }
 
   Status eval(Executor& ex, std::span<const int32_t> tokens, std::vector<float>& logits) {
@@ -196,9 +189,8 @@ struct Runner {
       return {};
     }
     Executor& ex = **made;
-    // The probe first: its buffer must not count in this combination's peak RSS.
-    if (rec.n_gen > 0) bandwidth_for(rec.n_threads);
     rec.peak_rss_reset = reset_peak_rss();
+    peak_rss_bytes = 0;
     const uint32_t n_vocab = model.shape().n_vocab;
     const std::vector<int32_t> prompt = random_tokens(std::max<uint32_t>(rec.n_prompt, 1), n_vocab, o.seed);
     const std::vector<int32_t> gen = random_tokens(size_t{rec.n_gen} + 3, n_vocab, o.seed + 1);
@@ -229,7 +221,18 @@ struct Runner {
 
     ExecutorCounters sum;
     GateActivity activity;
+    std::vector<double> bw;  // the probe just before each tg repetition (GB/s)
     for (uint32_t r = 0; rec.n_gen > 0 && r < o.repetitions; ++r) {
+      // The bandwidth of this moment (a shared or throttled machine drifts between runs). Its
+      // buffer must not count in the peak RSS: the peak so far is kept, and reset after it.
+      // Without the reset (clear_refs refused), one probe before the first repetition only.
+      if (o.bandwidth_bytes > 0 && (rec.peak_rss_reset || r == 0)) {
+        if (auto ms = read_mem_stats(); ms.ok()) peak_rss_bytes = std::max(peak_rss_bytes, ms->peak_rss_bytes);
+        say(fmt::format("bench: {}: read bandwidth probe, {} thread(s), {} MiB", tag, rec.n_threads,
+                        o.bandwidth_bytes >> 20));
+        bw.push_back(probe(rec.n_threads));
+        if (rec.peak_rss_reset) reset_peak_rss();
+      }
       say(fmt::format("bench: {}: tg {} of {}", tag, r + 1, o.repetitions));
       ex.clear();
       TANDEM_RETURN_IF_ERROR(eval(ex, std::span(gen).subspan(0, 1), logits));
@@ -268,10 +271,19 @@ struct Runner {
         const double active = std::isnan(rec.inactive_fraction) ? 1.0 : 1.0 - rec.inactive_fraction;
         rec.bytes_per_token = bench_model_bytes_per_token(model, active);
       }
-      rec.bandwidth_gbps = bandwidth.count(rec.n_threads) ? bandwidth[rec.n_threads] : 0.0;
-      if (rec.bandwidth_gbps > 0 && rec.bytes_per_token > 0) {
+      const bool bw_ok = !bw.empty() && std::all_of(bw.begin(), bw.end(), [](double g) { return g > 0; });
+      if (bw_ok) {
+        rec.bandwidth_samples_gbps = bw;
+        mean_sd(rec.bandwidth_samples_gbps, rec.bandwidth_gbps, rec.bandwidth_stddev_gbps);
+      }
+      if (bw_ok && rec.bytes_per_token > 0) {
         rec.roofline_ts = rec.bandwidth_gbps * 1e9 / rec.bytes_per_token;
-        rec.roofline_pct = 100.0 * rec.tg_avg_ts / rec.roofline_ts;
+        // Each repetition against the probe just before it (one probe: all against it).
+        double pct = 0;
+        for (size_t r = 0; r < rec.tg_samples_ts.size(); ++r) {
+          pct += 100.0 * rec.tg_samples_ts[r] * rec.bytes_per_token / (bw[std::min(r, bw.size() - 1)] * 1e9);
+        }
+        rec.roofline_pct = pct / static_cast<double>(rec.tg_samples_ts.size());
       }
       const auto rate = [](uint64_t hits, uint64_t misses) {
         return hits + misses > 0 ? static_cast<double>(hits) / static_cast<double>(hits + misses) : k_nan;
@@ -321,7 +333,7 @@ Result<std::vector<BenchRecord>> run_bench(const BenchOptions& o, const BenchPro
 
   const size_t n_total = o.placement.size() * o.device.size() * o.plan.size() * o.mem_limit.size() *
                          o.n_threads.size() * o.n_ubatch.size() * o.n_prompt.size() * o.n_gen.size();
-  Runner runner{o, model, progress, {}};
+  Runner runner{o, model, progress, 0};
   std::vector<BenchRecord> records;
   for (const std::string& placement : o.placement)
     for (const std::string& device : o.device)
@@ -354,7 +366,8 @@ Result<std::vector<BenchRecord>> run_bench(const BenchOptions& o, const BenchPro
                   eo.n_ubatch = ub;
                   eo.n_ctx = std::max({p + 1, n + 1, 3u});
                   TANDEM_RETURN_IF_ERROR(runner.run_one(rec, eo, tag).with_context("bench: " + tag));
-                  if (auto ms = read_mem_stats(); ms.ok() && rec.available) rec.peak_rss_mib = static_cast<double>(ms->peak_rss_bytes) / k_mib;
+                  if (auto ms = read_mem_stats(); ms.ok() && rec.available)
+                    rec.peak_rss_mib = static_cast<double>(std::max(ms->peak_rss_bytes, runner.peak_rss_bytes)) / k_mib;
                   records.push_back(std::move(rec));
                 }
   return records;
@@ -404,6 +417,8 @@ nlohmann::ordered_json to_json(const BenchRecord& r) {
   j["bytes_source"] = r.bytes_source;
   j["inactive_fraction"] = r.inactive_fraction;  // NaN -> null
   j["bandwidth_gbps"] = r.bandwidth_gbps;
+  j["bandwidth_stddev_gbps"] = r.bandwidth_stddev_gbps;
+  j["bandwidth_samples_gbps"] = r.bandwidth_samples_gbps;
   j["roofline_ts"] = r.roofline_ts;
   j["roofline_pct"] = r.roofline_pct;
   j["ram_hit_rate"] = r.ram_hit_rate;
@@ -527,7 +542,10 @@ std::string bench_markdown(const std::vector<BenchRecord>& records) {
         c.push_back(fmt::format("{:.1f}", r.bytes_per_token / 1e6));
         c.push_back(r.bytes_source);
         c.push_back(std::isnan(r.inactive_fraction) ? "-" : fmt::format("{:.1f}%", 100.0 * r.inactive_fraction));
-        c.push_back(r.bandwidth_gbps > 0 ? fmt::format("{:.2f}", r.bandwidth_gbps) : "-");
+        c.push_back(r.bandwidth_gbps <= 0                       ? "-"
+                    : r.bandwidth_samples_gbps.size() > 1 ? fmt::format("{:.2f} ± {:.2f}", r.bandwidth_gbps,
+                                                                        r.bandwidth_stddev_gbps)
+                                                          : fmt::format("{:.2f}", r.bandwidth_gbps));
         c.push_back(r.roofline_ts > 0 ? fmt::format("{:.2f}", r.roofline_ts) : "-");
         c.push_back(r.roofline_ts > 0 ? fmt::format("{:.1f}%", r.roofline_pct) : "-");
         if (any_stream) {
@@ -557,7 +575,9 @@ std::string bench_markdown(const std::vector<BenchRecord>& records) {
            "tg: as llama-bench, n_gen single-token evals after a 1-token prompt (empty cache). "
            "MB/token: weight bytes read per generated token (1e6 B), from the executor's counters or "
            "estimated from the model's tensor sizes and the measured inactive fraction; roofline t/s = "
-           "read bandwidth (cpu::measure_read_bandwidth, same process, same threads) / bytes per token.\n";
+           "read bandwidth (cpu::measure_read_bandwidth, same process, same threads, probed before each tg "
+           "repetition: GB/s = mean ± sd) / bytes per token; % roofline: each repetition against the probe just "
+           "before it.\n";
   }
   return out;
 }

@@ -25,15 +25,18 @@
 //     for the transposed down layout, (gate + up x active + down) for the standard one (a
 //     standard down row mixes every neuron, so it is read whole), where the active fraction
 //     = 1 - inactive fraction measured during the same tg runs (ForwardObserver gate activity);
-//   * roofline tokens/s = bandwidth / bytes per token, with the bandwidth of
-//     cpu::measure_read_bandwidth(threads) (cpu/mem_bandwidth.h) measured once per thread count
-//     in this process; % of roofline = tg tokens/s / roofline tokens/s.
+//   * read bandwidth: cpu::measure_read_bandwidth(threads) (cpu/mem_bandwidth.h), in this
+//     process, just before each tg repetition (a shared or throttled machine's bandwidth
+//     drifts between runs); mean and sample sd over those probes;
+//   * roofline tokens/s = mean bandwidth / bytes per token; % of roofline = the mean over the
+//     repetitions of tg tokens/s / (the probe just before it / bytes per token).
 //   * streaming/hybrid counters per tg token: RAM and GPU expert-cache hit rates, storage and
 //     upload bytes, CPU<->GPU synchronisations (0 lookups -> rate NaN, printed "-").
 // Peak RSS: the kernel's VmHWM (proc(5)) for the combination: it is reset through
-// /proc/self/clear_refs before each combination (after the bandwidth probe, whose buffer
-// would otherwise dominate); peak_rss_reset says whether the reset worked (else the figure
-// is the process peak so far). It includes the model's mapped file pages that were touched.
+// /proc/self/clear_refs before each combination and after each bandwidth probe (whose buffer
+// would otherwise dominate; the peak before a probe is kept); peak_rss_reset says whether the
+// reset worked (else the figure is the process peak so far, and only one probe runs, before
+// the first tg repetition). It includes the model's mapped file pages that were touched.
 //
 // Errors (before anything runs): invalid_argument for an empty list, -r 0, a combination with
 // n_prompt == n_gen == 0, n_prompt + 1 or n_gen + 1 beyond the model's context (naming -p/-n
@@ -107,9 +110,11 @@ struct BenchRecord {
   double bytes_per_token = 0;     // weight bytes read per generated token
   std::string bytes_source;       // "counters" or "model"
   double inactive_fraction = 0;   // measured during tg (NaN when the forward pass reported none)
-  double bandwidth_gbps = 0;      // measured read bandwidth at n_threads (1e9 B/s)
-  double roofline_ts = 0;         // bandwidth / bytes_per_token
-  double roofline_pct = 0;        // 100 * tg_avg_ts / roofline_ts
+  std::vector<double> bandwidth_samples_gbps;  // read bandwidth probes, one before each tg repetition
+  double bandwidth_gbps = 0;      // their mean at n_threads (1e9 B/s); 0 when not measured
+  double bandwidth_stddev_gbps = 0;
+  double roofline_ts = 0;         // bandwidth_gbps / bytes_per_token
+  double roofline_pct = 0;        // mean over repetitions of 100 * tg / (probe before it / bytes per token)
   // Streaming / hybrid, per tg token (rates NaN without lookups).
   double ram_hit_rate = 0, gpu_hit_rate = 0;
   double storage_bytes_per_token = 0, upload_bytes_per_token = 0, syncs_per_token = 0;

@@ -117,8 +117,21 @@ TEST_CASE("bench: a tiny model gives a complete record", "[bench]") {
   CHECK(b.peak_rss_mib > 0);
   CHECK(b.bandwidth_gbps > 0);
   CHECK(b.bytes_per_token > 0);
+  // One probe before each tg repetition (one in all when the peak RSS cannot be reset).
+  REQUIRE(b.bandwidth_samples_gbps.size() == (b.peak_rss_reset ? 2u : 1u));
+  double bw_mean = 0;
+  for (double g : b.bandwidth_samples_gbps) {
+    CHECK(g > 0);
+    bw_mean += g / static_cast<double>(b.bandwidth_samples_gbps.size());
+  }
+  CHECK(b.bandwidth_gbps == Approx(bw_mean));
   CHECK(b.roofline_ts == Approx(b.bandwidth_gbps * 1e9 / b.bytes_per_token));
-  CHECK(b.roofline_pct == Approx(100.0 * b.tg_avg_ts / b.roofline_ts));
+  double pct = 0;
+  for (size_t rep = 0; rep < 2; ++rep) {
+    const double g = b.bandwidth_samples_gbps[std::min(rep, b.bandwidth_samples_gbps.size() - 1)];
+    pct += 0.5 * 100.0 * b.tg_samples_ts[rep] * b.bytes_per_token / (g * 1e9);
+  }
+  CHECK(b.roofline_pct == Approx(pct));
   // The forward pass reports gate activity; the maker's tiny model is about 60% inactive.
   REQUIRE_FALSE(std::isnan(b.inactive_fraction));
   CHECK(b.inactive_fraction > 0.2);
@@ -267,5 +280,24 @@ TEST_CASE("bench: bad values and a missing model are errors", "[bench]") {
   SECTION("missing model") {
     o.model = m.dir / "missing.gguf";
     fails(o, "missing.gguf");
+  }
+}
+
+TEST_CASE("bench: the bandwidth probes' buffers do not count in the peak RSS", "[bench]") {
+  TinyModel m;
+  BenchOptions o = small(m.path);
+  o.n_prompt = {0};
+  o.bandwidth_bytes = 384ull << 20;  // far above the tiny model's footprint
+  o.bandwidth_reps = 1;
+  auto recs = run_bench(o);
+  REQUIRE(recs.ok());
+  REQUIRE(recs->size() == 1);
+  const BenchRecord& b = recs->front();
+  CHECK(b.bandwidth_gbps > 0);
+  if (b.peak_rss_reset) {
+    CHECK(b.bandwidth_samples_gbps.size() == 2);
+    CHECK(b.peak_rss_mib < 384.0);
+  } else {
+    WARN("clear_refs refused: the peak RSS is the process peak, probe buffer included");
   }
 }

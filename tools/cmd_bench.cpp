@@ -151,8 +151,10 @@ Per combination of the lists: a warm-up, then -r repetitions of
 tokens/s are mean ± sample sd over the repetitions. For tg: weight bytes read per token (the
 executor's counters, else estimated from the model's tensor sizes and the inactive-neuron
 fraction measured in the same runs), and the roofline tokens/s = read bandwidth measured in
-this process with the same thread count / bytes per token. Peak RSS is the kernel's VmHWM,
-reset before each combination. Placements that cannot run here give "not available" rows.
+this process with the same thread count just before each tg repetition (mean ± sd; % of
+roofline pairs each repetition with its own probe) / bytes per token. Peak RSS is the
+kernel's VmHWM, reset before each combination (the probes' buffers excluded). Placements
+that cannot run here give "not available" rows.
 Each record carries the commit, compiler, build type and flags, CPU model, ISA
 (TANDEM_MAX_ISA caps it), threads, model file, size and type, and the date.
 )";
