@@ -86,6 +86,14 @@ Status expert_ffn(const KernelTable& kt, const ExpertFfnWeights& w, FfnMode mode
   // the tokens share each row's reads; the same sums in the same order, so a token gives the
   // same bits alone or in a batch.
   const bool fused = transposed && T < k_ffn_fused_max_tokens;
+  const bool pairs = sparse && T > 1;
+  const GemmPairsFn gemm_pairs_gu =
+      w.gate.dtype == DType::q4_0 ? kt.gemm_pairs_q4_0_q8_0 : kt.gemm_pairs_q8_0_q8_0;
+  ws.n_pairs.resize(static_cast<size_t>(n_chunk));
+  if (pairs) {
+    ws.pair_off.resize(static_cast<size_t>(n_ff + n_chunk));
+    ws.pair_tok.resize(static_cast<size_t>(n_ff * T));
+  }
   if (fused) ws.part.resize(static_cast<size_t>(n_chunk * T * n_embd));
 
   // Phase 1, per neuron chunk: gate for all tokens, up for the active rows (runs of
@@ -129,11 +137,29 @@ Status expert_ffn(const KernelTable& kt, const ExpertFfnWeights& w, FfnMode mode
       const uint8_t* dr = down + static_cast<size_t>(idx[i]) * (transposed ? w.down.nb[1] : 0);
       for (size_t off = 0; off < down_bytes; off += 64) __builtin_prefetch(dr + off, 0, 2);
     }
-    gemm_rows_gu(n_embd, n_idx, idx, up, w.up.nb[1], ws.xq.data(), xrb, T, u, n_ff);
+    if (pairs) {
+      // A batch: up only for the (neuron, token) pairs whose gate is on (PowerInfer's per-token
+      // sparsity; the union of a batch's active neurons is most of them).
+      int32_t* off = ws.pair_off.data() + j0 + c;  // n_idx + 1 entries of this chunk
+      int32_t* tok = ws.pair_tok.data() + j0 * T;  // up to (j1 - j0) * T entries
+      int32_t n = 0;
+      off[0] = 0;
+      for (int64_t i = 0; i < n_idx; ++i) {
+        for (int64_t t = 0; t < T; ++t)
+          if (g[t * n_ff + idx[i]] > 0.0f) tok[n++] = static_cast<int32_t>(t);
+        off[i + 1] = n;
+      }
+      ws.n_pairs[static_cast<size_t>(c)] = n;
+      gemm_pairs_gu(n_embd, n_idx, idx, off, tok, up, w.up.nb[1], ws.xq.data(), xrb, T, u, n_ff);
+    } else {
+      ws.n_pairs[static_cast<size_t>(c)] = n_idx * T;
+      gemm_rows_gu(n_embd, n_idx, idx, up, w.up.nb[1], ws.xq.data(), xrb, T, u, n_ff);
+    }
+    // a = relu(g) * u; u is not computed (nor needed) where g <= 0.
     for (int64_t t = 0; t < T; ++t) {
       for (int64_t i = 0; i < n_idx; ++i) {
         const int64_t j = t * n_ff + idx[i];
-        a[j] = std::max(g[j], 0.0f) * u[j];
+        a[j] = g[j] > 0.0f ? g[j] * u[j] : 0.0f;
       }
     }
     ws.n_idx[static_cast<size_t>(c)] = n_idx;
@@ -215,6 +241,8 @@ Status expert_ffn(const KernelTable& kt, const ExpertFfnWeights& w, FfnMode mode
     for (int64_t j = 0; j < n_ff; ++j) n_active += ws.active[j] ? 1 : 0;
     stats->n_ff = n_ff;
     stats->n_active = n_active;
+    stats->n_up_pairs = 0;
+    for (int64_t c = 0; c < n_chunk; ++c) stats->n_up_pairs += ws.n_pairs[static_cast<size_t>(c)];
     const auto gate_bytes = static_cast<int64_t>(w.gate.row_size()) * n_ff;
     const auto up_row = static_cast<int64_t>(w.up.row_size());
     const auto down_bytes = static_cast<int64_t>(w.down.row_size()) * w.down.ne[1];

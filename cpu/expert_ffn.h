@@ -14,7 +14,8 @@
 //   dense  — every row of gate, up and down is read (the comparison baseline).
 //   sparse — PowerInfer's ReLU sparsity: gate is computed densely; neuron j is active when
 //            g[t][j] > 0 for some token t of the batch; up is read only for active rows;
-//            a[t][j] = relu(g) * u (0 for inactive j). Down:
+//            a[t][j] = relu(g) * u (0 for inactive j); in a batch, u[t][j] is computed only
+//            where g[t][j] > 0 (kt.gemm_pairs: the same bits as the whole row would give). Down:
 //            transposed: y_t += a[t][j] * row_j over active j only (inactive rows are never
 //              read: bytes read ~ gate + active * (up row + down row));
 //            standard: y[o] = sum_j down[o][j] * a_j needs every down row, so only up is
@@ -70,12 +71,16 @@ struct ExpertFfnWorkspace {
   std::vector<uint8_t> aq;       // (n_tok) q8_0 rows of n_ff (standard down)
   std::vector<float> y;          // (n_tok, n_embd)
   std::vector<float> part;       // (n_chunk, n_tok, n_embd) per-chunk down sums (fused path)
+  std::vector<int32_t> pair_off; // (n_ff + n_chunk) per chunk: offsets of its rows' token lists
+  std::vector<int32_t> pair_tok; // (n_ff * n_tok) tokens whose gate is on, per active row
+  std::vector<int64_t> n_pairs;  // (n_chunk) up pairs computed
 };
 
 struct ExpertFfnStats {
   int64_t n_ff = 0;
   int64_t n_active = 0;      // neurons active for at least one token
   int64_t bytes_read = 0;    // weight bytes the call had to read
+  int64_t n_up_pairs = 0;    // (neuron, token) up dot products computed (sparse batch: gate on only)
 };
 
 // Neurons per work chunk (fixed: results do not depend on the thread count).

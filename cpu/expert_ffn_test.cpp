@@ -200,6 +200,49 @@ TEST_CASE("sparse expert FFN equals dense with per-token activity", "[cpu][exper
   }
 }
 
+TEST_CASE("sparse expert FFN: a batch computes up only where the gate is on, same bits as alone",
+          "[cpu][expert_ffn]") {
+  SerialRunner serial;
+  for (Isa isa : k_all_isas) {
+    const KernelTable* kt = kernels_for(isa);
+    if (!kt) {
+      WARN("skipping ISA " << isa_name(isa) << ": host cannot run it");
+      continue;
+    }
+    for (DownLayout layout : {DownLayout::standard, DownLayout::transposed}) {
+      for (int64_t n_tok : {2, 5, 9}) {
+        INFO(isa_name(isa) << " n_tok " << n_tok << (layout == DownLayout::transposed ? " transposed" : " standard"));
+        const TestExpert e(160, 320, DType::q4_0, DType::q4_0, layout, 0.0, true, 7 + n_tok);
+        const Batch b(n_tok, 160, false, 11 + n_tok);
+        std::vector<float> out = copy_of(b.acc);
+        std::vector<uint32_t> on(static_cast<size_t>(e.n_ff), 0);
+        ExpertFfnWorkspace ws;
+        ExpertFfnStats st;
+        REQUIRE(expert_ffn(*kt, e.w, FfnMode::sparse, b.view(out), ws, serial, &st, on.data()).ok());
+        // Exactly the pairs with g > 0 (what the per-neuron activity counts), fewer than the
+        // union's rows times the tokens.
+        CHECK(st.n_up_pairs == std::accumulate(on.begin(), on.end(), int64_t{0}));
+        CHECK(st.n_up_pairs < st.n_active * n_tok);
+        CHECK(st.n_up_pairs > 0);
+        if (layout == DownLayout::transposed) {
+          // Each token alone: the very bits of its row of the batch.
+          for (int64_t t = 0; t < n_tok; ++t) {
+            std::vector<float> x1(b.x.begin() + t * 160, b.x.begin() + (t + 1) * 160);
+            std::vector<float> acc1(b.acc.begin() + t * 160, b.acc.begin() + (t + 1) * 160);
+            float rw1 = b.route_w[static_cast<size_t>(t)];
+            ExpertFfnWorkspace ws1;
+            REQUIRE(expert_ffn(*kt, e.w, FfnMode::sparse, ExpertFfnBatch{x1.data(), 160, 1, &rw1, acc1.data(), 160},
+                               ws1, serial)
+                        .ok());
+            CHECK(std::equal(acc1.begin(), acc1.end(), out.begin() + t * 160));
+          }
+        }
+        CHECK(test::nmse(out, reference(e, b)) < 1e-5);
+      }
+    }
+  }
+}
+
 TEST_CASE("expert FFN is bit-identical across thread counts", "[cpu][expert_ffn]") {
   const KernelTable& kt = kernels();
   SerialRunner serial;

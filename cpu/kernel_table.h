@@ -42,6 +42,14 @@ using GemmFn = void (*)(int64_t k, int64_t n_rows, const void* w, size_t w_row_b
 using GemmRowsFn = void (*)(int64_t k, int64_t n_idx, const int32_t* idx, const void* w,
                             size_t w_row_bytes, const void* x, size_t x_row_bytes, int64_t n_tok,
                             float* y, int64_t y_stride);
+// Gathered pairs: y[tok[j] * y_stride + idx[i]] = dot(row idx[i] of w, x_tok[j]) for i < n_idx
+// and tok_off[i] <= j < tok_off[i + 1] (tokens of a row ascending, < n_tok; nothing else of y
+// is written). The sparse up projection of a batch: only the (neuron, token) pairs whose gate
+// is active. Each pair's value has the same bits as gemm_rows gives it (and as a batch of that
+// token alone), on every table.
+using GemmPairsFn = void (*)(int64_t k, int64_t n_idx, const int32_t* idx, const int32_t* tok_off,
+                             const int32_t* tok, const void* w, size_t w_row_bytes, const void* x,
+                             size_t x_row_bytes, int64_t n_tok, float* y, int64_t y_stride);
 // Gathered axpy: y_t += sum over i < n_idx, in order, of a[t * a_stride + idx[i]] * dequant(row
 // idx[i] of w), y_t = y + t * y_stride. The transposed down projection over active neurons;
 // equal to n_idx axpy calls in list order (SIMD tables fuse rows but keep the order).
@@ -84,6 +92,8 @@ struct KernelTable {
   // Listed rows only (sparse expert FFN).
   GemmRowsFn gemm_rows_q4_0_q8_0 = nullptr;
   GemmRowsFn gemm_rows_q8_0_q8_0 = nullptr;
+  GemmPairsFn gemm_pairs_q4_0_q8_0 = nullptr;
+  GemmPairsFn gemm_pairs_q8_0_q8_0 = nullptr;
   AxpyRowsFn axpy_rows_q4_0_f32 = nullptr;
   AxpyRowsFn axpy_rows_q8_0_f32 = nullptr;
 

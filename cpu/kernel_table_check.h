@@ -373,6 +373,46 @@ inline void check_rows(const KernelTable& fast, const KernelTable& ref, DType d,
           }
         }
       }
+      // gemm_pairs: a random ascending token subset per listed row (some empty, some full);
+      // each pair within the bound of the reference and with the very bits gemm_rows gave it.
+      {
+        const GemmPairsFn pf = d == DType::q4_0 ? fast.gemm_pairs_q4_0_q8_0 : fast.gemm_pairs_q8_0_q8_0;
+        const GemmPairsFn pr = d == DType::q4_0 ? ref.gemm_pairs_q4_0_q8_0 : ref.gemm_pairs_q8_0_q8_0;
+        std::vector<int32_t> off{0}, tok;
+        for (int64_t i = 0; i < n_idx; ++i) {
+          const uint64_t mode = rng.next() % 4;  // 0: none, 1: all, else random
+          for (int32_t t = 0; t < n_tok; ++t)
+            if (mode == 1 || (mode > 1 && rng.next() % 2 == 0)) tok.push_back(t);
+          off.push_back(static_cast<int32_t>(tok.size()));
+        }
+        std::vector<float> pw(static_cast<size_t>(rows * n_tok), -7.0f), pg(pw.size(), -7.0f);
+        pr(k, n_idx, idx.data(), off.data(), tok.data(), w.data(), wrb, x.data(), xrb, n_tok, pw.data(), rows);
+        pf(k, n_idx, idx.data(), off.data(), tok.data(), w.data(), wrb, x.data(), xrb, n_tok, pg.data(), rows);
+        std::vector<uint8_t> is_pair(pw.size(), 0);
+        for (int64_t i = 0; i < n_idx; ++i)
+          for (int32_t j = off[static_cast<size_t>(i)]; j < off[static_cast<size_t>(i) + 1]; ++j)
+            is_pair[static_cast<size_t>(tok[static_cast<size_t>(j)] * rows + idx[static_cast<size_t>(i)])] = 1;
+        for (int64_t t = 0; t < n_tok; ++t) {
+          for (int64_t r = 0; r < rows; ++r) {
+            const size_t e = static_cast<size_t>(t * rows + r);
+            ++rep.checks;
+            if (!is_pair[e]) {
+              if (pg[e] != -7.0f || pw[e] != -7.0f) {
+                rep.fail(where(fast, "gemm_pairs", d, k, rows, n_tok, r, t) + ": wrote a pair not listed");
+                break;
+              }
+              continue;
+            }
+            const double bound = (static_cast<double>(k / 32) + 4) * k_u *
+                                 abs_terms(d, k, w.data() + r * wrb, x.data() + t * xrb);
+            if (!(std::fabs(static_cast<double>(pg[e]) - pw[e]) <= bound) || pg[e] != got[e]) {
+              rep.fail(where(fast, "gemm_pairs", d, k, rows, n_tok, r, t) + ": got " + std::to_string(pg[e]) +
+                       " want " + std::to_string(pw[e]) + " (gemm_rows " + std::to_string(got[e]) + ")");
+              break;
+            }
+          }
+        }
+      }
       // axpy_rows: coefficients a (n_tok, rows), some zero
       std::vector<float> a(static_cast<size_t>(n_tok * rows));
       for (auto& v : a) v = rng.next() % 4 == 0 ? 0.0f : rng.uniform(-1.0f, 1.0f);

@@ -156,6 +156,46 @@ struct Glue {
     gemm_list<K>(k, RowList{static_cast<const uint8_t*>(w), wrb, idx, n_idx}, x, xrb, n_tok, y, ys);
   }
 
+  template <WKind K, int NT>
+  static void pair_tile(int64_t nb, const uint8_t* const* w, const uint8_t* const* pf, const Prep* const* xp,
+                        const int32_t* toks, int32_t row, float* y, int64_t ys) {
+    float out[1][NT];
+    I::template dot_q<K, 1, NT>(nb, w, pf, xp, out);
+    for (int q = 0; q < NT; ++q) y[static_cast<int64_t>(toks[q]) * ys + row] = out[0][q];
+  }
+
+  // One row at a time with up to 4 of its tokens per tile: a 1 x 4 tile costs per pair what
+  // the 2 x 4 tile of gemm_list does (the row's unpacking shared by 4 tokens), and each pair
+  // takes dot_q's per-pair sequence, so the same bits as gemm_rows.
+  template <WKind K>
+  static void gemm_pairs_q(int64_t k, int64_t n_idx, const int32_t* idx, const int32_t* tok_off, const int32_t* tok,
+                           const void* w, size_t wrb, const void* x, size_t xrb, int64_t n_tok, float* y, int64_t ys) {
+    const int64_t nb = k / QK8_0;
+    const int64_t nu = I::template prep_units<K>(nb);
+    std::vector<Prep>& buf = prep_buffer(static_cast<size_t>(nu * n_tok));
+    const auto* xb = static_cast<const uint8_t*>(x);
+    for (int64_t t = 0; t < n_tok; ++t) {
+      I::template prepare<K>(reinterpret_cast<const block_q8_0*>(xb + t * xrb), nb, buf.data() + t * nu);
+    }
+    const RowList rl{static_cast<const uint8_t*>(w), wrb, idx, n_idx};
+    for (int64_t i = 0; i < n_idx; ++i) {
+      const uint8_t* wr[1] = {rl.ptr(i)};
+      const uint8_t* pf[1] = {i + k_prefetch_rows < n_idx ? rl.ptr(i + k_prefetch_rows) : nullptr};
+      for (int32_t j = tok_off[i]; j < tok_off[i + 1]; j += 4) {
+        const int nt = static_cast<int>(std::min<int32_t>(4, tok_off[i + 1] - j));
+        const Prep* xp[4];
+        for (int q = 0; q < nt; ++q) xp[q] = buf.data() + static_cast<int64_t>(tok[j + q]) * nu;
+        switch (nt) {
+          case 4: pair_tile<K, 4>(nb, wr, pf, xp, tok + j, idx[i], y, ys); break;
+          case 3: pair_tile<K, 3>(nb, wr, pf, xp, tok + j, idx[i], y, ys); break;
+          case 2: pair_tile<K, 2>(nb, wr, pf, xp, tok + j, idx[i], y, ys); break;
+          default: pair_tile<K, 1>(nb, wr, pf, xp, tok + j, idx[i], y, ys); break;
+        }
+        pf[0] = nullptr;  // once per row is enough
+      }
+    }
+  }
+
   template <WKind K>
   static void gemv_q(int64_t k, int64_t n_rows, const void* w, size_t wrb, const void* x, float* y) {
     gemm_q<K>(k, n_rows, w, wrb, x, 0, 1, y, 0);
@@ -544,6 +584,8 @@ struct Glue {
     t.gemm_f32 = gemm_f<FKind::f32>;
     t.gemm_rows_q4_0_q8_0 = gemm_rows_q<WKind::q4_0>;
     t.gemm_rows_q8_0_q8_0 = gemm_rows_q<WKind::q8_0>;
+    t.gemm_pairs_q4_0_q8_0 = gemm_pairs_q<WKind::q4_0>;
+    t.gemm_pairs_q8_0_q8_0 = gemm_pairs_q<WKind::q8_0>;
     t.axpy_q4_0_f32 = axpy_q<WKind::q4_0>;
     t.axpy_q8_0_f32 = axpy_q<WKind::q8_0>;
     t.axpy_rows_q4_0_f32 = axpy_rows_q<WKind::q4_0>;

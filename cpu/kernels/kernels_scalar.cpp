@@ -162,6 +162,18 @@ void gemm_rows(int64_t k, int64_t n_idx, const int32_t* idx, const void* w, size
   }
 }
 
+template <GemmFn Gemm>
+void gemm_pairs(int64_t k, int64_t n_idx, const int32_t* idx, const int32_t* tok_off, const int32_t* tok,
+                const void* w, size_t wrb, const void* x, size_t xrb, int64_t /*n_tok*/, float* y, int64_t ys) {
+  for (int64_t i = 0; i < n_idx; ++i) {
+    const auto* row = static_cast<const uint8_t*>(w) + static_cast<size_t>(idx[i]) * wrb;
+    for (int32_t j = tok_off[i]; j < tok_off[i + 1]; ++j) {
+      Gemm(k, 1, row, wrb, static_cast<const uint8_t*>(x) + static_cast<size_t>(tok[j]) * xrb, xrb, 1,
+           y + tok[j] * ys + idx[i], ys);
+    }
+  }
+}
+
 template <AxpyFn Axpy>
 void axpy_rows(int64_t k, int64_t n_idx, const int32_t* idx, const void* w, size_t wrb, const float* a,
                int64_t a_stride, int64_t n_tok, float* y, int64_t ys) {
@@ -245,6 +257,8 @@ void fill_scalar(KernelTable& t) {
   t.axpy_q8_0_f32 = axpy_q8_0_f32;
   t.gemm_rows_q4_0_q8_0 = gemm_rows<gemm_q4_0_q8_0>;
   t.gemm_rows_q8_0_q8_0 = gemm_rows<gemm_q8_0_q8_0>;
+  t.gemm_pairs_q4_0_q8_0 = gemm_pairs<gemm_q4_0_q8_0>;
+  t.gemm_pairs_q8_0_q8_0 = gemm_pairs<gemm_q8_0_q8_0>;
   t.axpy_rows_q4_0_f32 = axpy_rows<axpy_q4_0_f32>;
   t.axpy_rows_q8_0_f32 = axpy_rows<axpy_q8_0_f32>;
   t.axpy_f32 = axpy_f32;
