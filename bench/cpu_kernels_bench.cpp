@@ -357,6 +357,43 @@ void BM_expert_ffn_hot(benchmark::State& state, const KernelTable* kt, bool pool
                                               benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// One thread, a 4b expert's up chunk (64 rows x 1536, q4_0, in L2) for a batch of 16 tokens:
+// every (row, token) pair (gemm_rows, pct = 100) against only pct% of them chosen at random per
+// row (gemm_pairs: the sparse FFN's up where the gate is on). GMAC/s over the pairs computed:
+// equal rates mean skipping a pair saves its full cost.
+void BM_up_pairs(benchmark::State& state, const KernelTable* kt, int pct) {
+  const int64_t rows = 64, k = 1536, n_tok = 16;
+  const size_t rb = dtype_row_size(DType::q4_0, k), xrb = dtype_row_size(DType::q8_0, k);
+  Arena a(rb * rows);
+  uint64_t seed = 6;
+  fill_rows(DType::q4_0, a.data, rows, k, seed, nullptr);
+  std::vector<float> x(static_cast<size_t>(k * n_tok));
+  for (auto& v : x) v = static_cast<float>(splitmix(seed) % 2000) / 1000.0f - 1.0f;
+  std::vector<uint8_t> xq(xrb * n_tok);
+  for (int64_t t = 0; t < n_tok; ++t) kt->quantize_row_q8_0(x.data() + t * k, xq.data() + t * xrb, k);
+  std::vector<int32_t> idx(rows), off{0}, tok;
+  std::iota(idx.begin(), idx.end(), 0);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int32_t t = 0; t < n_tok; ++t)
+      if (static_cast<int>(splitmix(seed) % 100) < pct) tok.push_back(t);
+    off.push_back(static_cast<int32_t>(tok.size()));
+  }
+  std::vector<float> y(static_cast<size_t>(rows * n_tok));
+  for (auto _ : state) {
+    if (pct >= 100) {
+      kt->gemm_rows_q4_0_q8_0(k, rows, idx.data(), a.data, rb, xq.data(), xrb, n_tok, y.data(), rows);
+    } else {
+      kt->gemm_pairs_q4_0_q8_0(k, rows, idx.data(), off.data(), tok.data(), a.data, rb, xq.data(), xrb, n_tok,
+                               y.data(), rows);
+    }
+    benchmark::DoNotOptimize(y.data());
+  }
+  const double pairs = pct >= 100 ? static_cast<double>(rows * n_tok) : static_cast<double>(tok.size());
+  state.counters["pairs"] = pairs;
+  state.counters["GMAC/s"] =
+      benchmark::Counter(pairs * static_cast<double>(k) / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+}
+
 std::string git_commit() {
   std::string dir = __FILE__;
   dir = dir.substr(0, dir.find_last_of('/'));
@@ -402,6 +439,14 @@ void register_all() {
     benchmark::RegisterBenchmark(("mul_mat_vec_q4_0_q8_0" + sfx + "/hot_l2_1536x256_1thread").c_str(),
                                  BM_gemv_q4_0_hot, kt)
         ->Unit(benchmark::kMicrosecond);
+    for (int pct : {100, 40}) {
+      benchmark::RegisterBenchmark(("up_batch_q4_0_q8_0" + sfx + "/hot_l2_64x1536_16tok_1thread/" +
+                                    (pct >= 100 ? std::string("gemm_rows_all_pairs") :
+                                                  "gemm_pairs_" + std::to_string(pct) + "pct"))
+                                       .c_str(),
+                                   BM_up_pairs, kt, pct)
+          ->Unit(benchmark::kMicrosecond);
+    }
     benchmark::RegisterBenchmark(("expert_ffn_dense_q4_0" + sfx + "/hot_l3_4b_down_transposed_1thread").c_str(),
                                  BM_expert_ffn_hot, kt, false, 0)
         ->Unit(benchmark::kMicrosecond);
