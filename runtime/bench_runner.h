@@ -9,7 +9,8 @@
 //     this build or machine cannot run) the record says "not available" with the reason and
 //     the sweep goes on;
 //   * warm-up, not timed: one prompt of n_prompt tokens and one decode, then from an empty
-//     cache two single-token evals;
+//     cache two single-token evals, then (n_gen > 0) one whole tg run as below, so that the
+//     weights the timed runs read are resident (a mapped model faults pages in on first touch);
 //   * pp, r times: n_prompt random valid token ids (fixed seed) evaluated from an empty cache
 //     in ONE eval call (the executor splits it into ubatches), logits for the last row only;
 //     then one single-token eval, so that time to first token = pp time + that first decode;

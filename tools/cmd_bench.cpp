@@ -144,7 +144,7 @@ int run_bench_cmd(const CLI::App& sub, BenchCli& c) {
 }
 
 constexpr const char* k_footer = R"(
-Per combination of the lists: a warm-up, then -r repetitions of
+Per combination of the lists: a warm-up (one untimed pp and tg), then -r repetitions of
   pp: -p random token ids evaluated from an empty cache in one eval (split into -ub ubatches),
       followed by one decode; time to first token = pp + that decode;
   tg: as llama-bench, -n single-token evals after a 1-token prompt (an almost empty cache).
