@@ -152,14 +152,23 @@ std::vector<float> reference(const TestExpert& e, const Batch& b) {
 struct DtypeCase { DType gu, down; };
 constexpr DtypeCase k_dtype_cases[] = {{DType::q4_0, DType::q4_0}, {DType::q8_0, DType::q8_0}, {DType::q4_0, DType::q8_0}};
 
+// The tables of every ISA this host can run (a warning for the others).
+std::vector<const KernelTable*> host_tables() {
+  std::vector<const KernelTable*> out;
+  for (Isa isa : k_all_isas) {
+    if (const KernelTable* kt = kernels_for(isa)) {
+      out.push_back(kt);
+    } else {
+      WARN("skipping ISA " << isa_name(isa) << ": host cannot run it");
+    }
+  }
+  return out;
+}
+
 TEST_CASE("sparse expert FFN equals the dense one at forced inactivity", "[cpu][expert_ffn]") {
   SerialRunner serial;
-  for (Isa isa : k_all_isas) {
-    const KernelTable* kt = kernels_for(isa);
-    if (!kt) {
-      WARN("skipping ISA " << isa_name(isa) << ": host cannot run it");
-      continue;
-    }
+  for (const KernelTable* kt : host_tables()) {
+    const Isa isa = kt->isa;
     for (DownLayout layout : {DownLayout::standard, DownLayout::transposed}) {
       for (const DtypeCase& dc : k_dtype_cases) {
         for (double inactive : {0.0, 0.6, 0.99, 1.0}) {
@@ -203,12 +212,8 @@ TEST_CASE("sparse expert FFN equals dense with per-token activity", "[cpu][exper
 TEST_CASE("sparse expert FFN: a batch computes up only where the gate is on, same bits as alone",
           "[cpu][expert_ffn]") {
   SerialRunner serial;
-  for (Isa isa : k_all_isas) {
-    const KernelTable* kt = kernels_for(isa);
-    if (!kt) {
-      WARN("skipping ISA " << isa_name(isa) << ": host cannot run it");
-      continue;
-    }
+  for (const KernelTable* kt : host_tables()) {
+    const Isa isa = kt->isa;
     for (DownLayout layout : {DownLayout::standard, DownLayout::transposed}) {
       for (int64_t n_tok : {2, 5, 9}) {
         INFO(isa_name(isa) << " n_tok " << n_tok << (layout == DownLayout::transposed ? " transposed" : " standard"));

@@ -98,6 +98,19 @@ struct Glue {
     return buf;
   }
 
+  // The n_tok q8_0 activation rows (xrb bytes apart) in I's Prep form, prep_units(nb) each,
+  // in this thread's scratch.
+  template <WKind K>
+  static const std::vector<Prep>& prepare_all(int64_t nb, const void* x, size_t xrb, int64_t n_tok) {
+    const int64_t nu = I::template prep_units<K>(nb);
+    std::vector<Prep>& buf = prep_buffer(static_cast<size_t>(nu * n_tok));
+    const auto* xb = static_cast<const uint8_t*>(x);
+    for (int64_t t = 0; t < n_tok; ++t) {
+      I::template prepare<K>(reinterpret_cast<const block_q8_0*>(xb + t * xrb), nb, buf.data() + t * nu);
+    }
+    return buf;
+  }
+
   template <WKind K, int NR, int NT>
   static void tile_q(int64_t nb, const RowList& rl, int64_t i0, const Prep* const* xp, float* y, int64_t ys) {
     const uint8_t* w[NR];
@@ -126,11 +139,7 @@ struct Glue {
                         int64_t ys) {
     const int64_t nb = k / QK8_0;
     const int64_t nu = I::template prep_units<K>(nb);
-    std::vector<Prep>& buf = prep_buffer(static_cast<size_t>(nu * n_tok));
-    const auto* xb = static_cast<const uint8_t*>(x);
-    for (int64_t t = 0; t < n_tok; ++t) {
-      I::template prepare<K>(reinterpret_cast<const block_q8_0*>(xb + t * xrb), nb, buf.data() + t * nu);
-    }
+    const std::vector<Prep>& buf = prepare_all<K>(nb, x, xrb, n_tok);
     const Prep* xp[4];
     for (int64_t t = 0; t < n_tok; t += 4) {
       const int64_t nt = std::min<int64_t>(4, n_tok - t);
@@ -172,11 +181,7 @@ struct Glue {
                            const void* w, size_t wrb, const void* x, size_t xrb, int64_t n_tok, float* y, int64_t ys) {
     const int64_t nb = k / QK8_0;
     const int64_t nu = I::template prep_units<K>(nb);
-    std::vector<Prep>& buf = prep_buffer(static_cast<size_t>(nu * n_tok));
-    const auto* xb = static_cast<const uint8_t*>(x);
-    for (int64_t t = 0; t < n_tok; ++t) {
-      I::template prepare<K>(reinterpret_cast<const block_q8_0*>(xb + t * xrb), nb, buf.data() + t * nu);
-    }
+    const std::vector<Prep>& buf = prepare_all<K>(nb, x, xrb, n_tok);
     const RowList rl{static_cast<const uint8_t*>(w), wrb, idx, n_idx};
     for (int64_t i = 0; i < n_idx; ++i) {
       const uint8_t* wr[1] = {rl.ptr(i)};
