@@ -1,9 +1,11 @@
 #include "cpu/mem_bandwidth.h"
 
+#include <sys/mman.h>
 #include <sys/sysinfo.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <condition_variable>
 #include <chrono>
 #include <cstdlib>
@@ -39,8 +41,12 @@ uint64_t read_sum_scalar(const uint64_t* p, size_t n_words) {
 constexpr uint64_t k_line = 64;
 constexpr uint64_t k_min_bytes_per_thread = 4096;
 
-struct FreeDeleter {
-  void operator()(void* p) const { std::free(p); }
+// The buffer is its own mapping, unmapped on return: its pages leave the process at once
+// (a malloc'd block may linger, e.g. in a sanitizer's quarantine), so a caller that resets
+// its peak RSS after a probe does not keep the probe in it.
+struct Unmap {
+  size_t bytes = 0;
+  void operator()(void* p) const { munmap(p, bytes); }
 };
 
 }  // namespace
@@ -101,10 +107,12 @@ Result<BandwidthResult> measure_read_bandwidth(Isa isa, int n_threads, uint64_t 
                       "read bandwidth: {} byte buffer exceeds physical RAM ({} bytes)", total,
                       static_cast<uint64_t>(si.totalram) * si.mem_unit);
   }
-  std::unique_ptr<uint64_t, FreeDeleter> buf(static_cast<uint64_t*>(std::aligned_alloc(k_line, total)));
-  if (!buf) {
-    return make_error(ErrorCode::out_of_memory, "read bandwidth: cannot allocate {} bytes", total);
+  void* map = mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);  // page aligned
+  if (map == MAP_FAILED) {
+    return make_error(ErrorCode::out_of_memory, "read bandwidth: cannot map {} bytes: {}", total,
+                      std::strerror(errno));
   }
+  std::unique_ptr<uint64_t, Unmap> buf(static_cast<uint64_t*>(map), Unmap{total});
 
   const size_t words = share / sizeof(uint64_t);
   // Each worker stamps its own pass start and end; a pass lasts from the first start to the
