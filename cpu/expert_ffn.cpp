@@ -96,9 +96,8 @@ Status expert_ffn(const KernelTable& kt, const ExpertFfnWeights& w, FfnMode mode
   }
   if (fused) ws.part.resize(static_cast<size_t>(n_chunk * T * n_embd));
 
-  // Phase 1, per neuron chunk: gate for all tokens, up for the active rows (runs of
-  // consecutive active rows go to one GEMM), a = relu(g) * u, and for the transposed down the
-  // chunk's partial sum over its active rows.
+  // Phase 1, per neuron chunk: gate for all tokens, up for the active rows (a batch: only the
+  // pairs whose gate is on), a = relu(g) * u, and (fused) the chunk's part of the down.
   runner.parallel_for(n_chunk, [&](int64_t c) {
     const int64_t j0 = c * k_ffn_chunk, j1 = std::min(n_ff, j0 + k_ffn_chunk);
     float* g = ws.g.data();
