@@ -79,13 +79,12 @@ Status expert_ffn(const KernelTable& kt, const ExpertFfnWeights& w, FfnMode mode
   const auto* down = static_cast<const uint8_t*>(w.down.data);
   const bool sparse = mode == FfnMode::sparse;
   const GemmRowsFn gemm_rows_gu = w.gate.dtype == DType::q4_0 ? kt.gemm_rows_q4_0_q8_0 : kt.gemm_rows_q8_0_q8_0;
-  const AxpyRowsFn axpy_rows_d = w.down.dtype == DType::q4_0 ? kt.axpy_rows_q4_0_f32 : kt.axpy_rows_q8_0_f32;
-  // Transposed down: y = sum over neuron chunks c (ascending) of part_c, where part_c = the
-  // chunk's active rows added in neuron order to zeros. Few tokens: each chunk's part is made
-  // right after its up rows (fused). A batch: per column segment, chunk by chunk (phase 2), so
-  // the tokens share each row's reads; the same sums in the same order, so a token gives the
-  // same bits alone or in a batch.
-  const bool fused = transposed && T < k_ffn_fused_max_tokens;
+  const DownRowsFn down_rows = w.down.dtype == DType::q4_0 ? kt.down_rows_q4_0 : kt.down_rows_q8_0;
+  // Transposed down: y_t = sum over neuron chunks c (ascending) of part_c,t, where part_c,t =
+  // down_rows over the chunk's rows whose gate is on for token t (8-bit coefficients a * d per
+  // chunk and 32-column block, exact integer sums). Each chunk's parts are made in its task,
+  // right after its up rows, while the rows are in that core's cache; a token's list and
+  // coefficients are the same alone or in a batch, so are its bits.
   const bool pairs = sparse && T > 1;
   const GemmPairsFn gemm_pairs_gu =
       w.gate.dtype == DType::q4_0 ? kt.gemm_pairs_q4_0_q8_0 : kt.gemm_pairs_q8_0_q8_0;
@@ -94,10 +93,10 @@ Status expert_ffn(const KernelTable& kt, const ExpertFfnWeights& w, FfnMode mode
     ws.pair_off.resize(static_cast<size_t>(n_ff + n_chunk));
     ws.pair_tok.resize(static_cast<size_t>(n_ff * T));
   }
-  if (fused) ws.part.resize(static_cast<size_t>(n_chunk * T * n_embd));
+  if (transposed) ws.part.resize(static_cast<size_t>(n_chunk * T * n_embd));
 
   // Phase 1, per neuron chunk: gate for all tokens, up for the active rows (a batch: only the
-  // pairs whose gate is on), a = relu(g) * u, and (fused) the chunk's part of the down.
+  // pairs whose gate is on), a = relu(g) * u, and (transposed) the chunk's parts of the down.
   runner.parallel_for(n_chunk, [&](int64_t c) {
     const int64_t j0 = c * k_ffn_chunk, j1 = std::min(n_ff, j0 + k_ffn_chunk);
     float* g = ws.g.data();
@@ -162,19 +161,26 @@ Status expert_ffn(const KernelTable& kt, const ExpertFfnWeights& w, FfnMode mode
       }
     }
     ws.n_idx[static_cast<size_t>(c)] = n_idx;
-    if (fused) {
-      // This chunk's share of the transposed down, while its rows are still in this core's L2:
-      // whole rows (contiguous), added in neuron order into the chunk's own partial sums.
+    if (transposed) {
       float* part = ws.part.data() + c * T * n_embd;
-      std::fill_n(part, T * n_embd, 0.0f);
-      axpy_rows_d(n_embd, n_idx, idx, down, w.down.nb[1], a, n_ff, T, part, n_embd);
+      if (T == 1) {
+        down_rows(n_embd, n_idx, idx, down, w.down.nb[1], a, part);
+      } else {
+        int32_t rows[k_ffn_chunk];
+        for (int64_t t = 0; t < T; ++t) {
+          int64_t n = 0;
+          for (int64_t i = 0; i < n_idx; ++i)
+            if (g[t * n_ff + idx[i]] > 0.0f) rows[n++] = idx[i];
+          down_rows(n_embd, n, rows, down, w.down.nb[1], a + t * n_ff, part + t * n_embd);
+        }
+      }
     }
   });
 
   // Phase 2: y over output columns/rows, each written by exactly one chunk.
-  if (fused) {
-    // y = part_0 + part_1 + ... (chunk order), then acc += route_w * y.
-    for (int64_t t = 0; t < T; ++t) {
+  if (transposed) {
+    // y_t = part_0,t + part_1,t + ... (chunk order), then acc += route_w * y.
+    const auto sum_token = [&](int64_t t) {
       float* y = ws.y.data() + t * n_embd;
       std::copy_n(ws.part.data() + t * n_embd, n_embd, y);
       for (int64_t c = 1; c < n_chunk; ++c) {
@@ -184,43 +190,12 @@ Status expert_ffn(const KernelTable& kt, const ExpertFfnWeights& w, FfnMode mode
       float* acc = b.acc + t * b.acc_stride;
       const float rw = b.route_w[t];
       for (int64_t i = 0; i < n_embd; ++i) acc[i] += rw * y[i];
+    };
+    if (T == 1) {
+      sum_token(0);
+    } else {
+      runner.parallel_for(T, sum_token);
     }
-  } else if (transposed) {
-    // Each task owns k_ffn_down_cols output columns and, chunk by chunk, adds the chunk's
-    // active neurons' segments of their down rows (neuron order) to zeros, then that part to y:
-    // the fused path's sums, and the order of the adds does not depend on the thread count.
-    const size_t col_bytes = dtype_row_size(w.down.dtype, k_ffn_down_cols);
-    runner.parallel_for((n_embd + k_ffn_down_cols - 1) / k_ffn_down_cols, [&](int64_t cc) {
-      const int64_t i0 = cc * k_ffn_down_cols, nc = std::min(n_embd - i0, k_ffn_down_cols);
-      thread_local std::vector<float> part_buf;
-      part_buf.resize(static_cast<size_t>(T * k_ffn_down_cols));
-      float* part = part_buf.data();
-      float* y = ws.y.data() + i0;
-      bool first = true;
-      for (int64_t c = 0; c < n_chunk; ++c) {
-        const int64_t n = ws.n_idx[static_cast<size_t>(c)];
-        if (n == 0 && !first) continue;  // adds +0.0: no change but the sign of a zero
-        float* dst = first ? y : part;
-        const int64_t dst_stride = first ? n_embd : k_ffn_down_cols;
-        for (int64_t t = 0; t < T; ++t) std::fill_n(dst + t * dst_stride, nc, 0.0f);
-        axpy_rows_d(nc, n, ws.idx.data() + c * k_ffn_chunk, down + static_cast<size_t>(cc) * col_bytes, w.down.nb[1],
-                    ws.a.data(), n_ff, T, dst, dst_stride);
-        if (!first) {
-          for (int64_t t = 0; t < T; ++t) {
-            float* yt = y + t * n_embd;
-            const float* pt = part + t * k_ffn_down_cols;
-            for (int64_t i = 0; i < nc; ++i) yt[i] += pt[i];
-          }
-        }
-        first = false;
-      }
-      for (int64_t t = 0; t < T; ++t) {
-        float* acc = b.acc + t * b.acc_stride + i0;
-        const float* yt = y + t * n_embd;
-        const float rw = b.route_w[t];
-        for (int64_t i = 0; i < nc; ++i) acc[i] += rw * yt[i];
-      }
-    });
   } else {
     const size_t arb = dtype_row_size(DType::q8_0, n_ff);
     ws.aq.resize(arb * static_cast<size_t>(T));

@@ -16,18 +16,23 @@
 //            g[t][j] > 0 for some token t of the batch; up is read only for active rows;
 //            a[t][j] = relu(g) * u (0 for inactive j); in a batch, u[t][j] is computed only
 //            where g[t][j] > 0 (kt.gemm_pairs: the same bits as the whole row would give). Down:
-//            transposed: y_t += a[t][j] * row_j over active j only (inactive rows are never
-//              read: bytes read ~ gate + active * (up row + down row));
+//            transposed: y_t = sum over neuron chunks (ascending) of kt.down_rows over the
+//              chunk's rows whose gate is on for token t: 8-bit coefficients a * d (one scale
+//              per chunk and 32-column block, like a q8_0 activation), exact integer sums.
+//              Inactive rows are never read: bytes read ~ gate + active * (up row + down row).
 //            standard: y[o] = sum_j down[o][j] * a_j needs every down row, so only up is
 //              skipped (bytes read ~ gate + down + active * up row).
 //   sparse equals dense up to the sign of zeros (inactive neurons contribute exact zeros).
 //
 // Tokens of the batch share every weight read (each row is read once for all n_tok).
-// Threading: work is cut into fixed chunks of neurons (gate, up; k_ffn_chunk) and of output
-// rows or columns (down). The transposed down is y = sum over neuron chunks, in chunk order,
-// of the chunk's active rows added in neuron order to zeros, whether it runs in the chunk
-// tasks (n_tok < k_ffn_fused_max_tokens) or per column segment (batches). So the result is
-// bit-identical on any ChunkRunner, and a token's result is the same alone or in a batch.
+// Threading: work is cut into fixed chunks of k_ffn_chunk neurons (gate, up, and the
+// transposed down's parts, each made in its chunk's task) and of output rows (standard down).
+// The transposed down's parts are added in chunk order, so the result is bit-identical on any
+// ChunkRunner, and a token's result is the same alone or in a batch (its rows and coefficients
+// do not depend on the other tokens).
+// Precision: the transposed down rounds each coefficient a * d to 8 bits of its chunk and
+// block's largest (error <= scale / 2 per term, the scale = max |a d| / 127); the standard
+// down quantizes a to q8_0 (ggml). Both are the cost of an integer product, of a similar size.
 // Errors: invalid_argument / unsupported naming the tensor, for shapes or dtypes that do not
 // fit; nothing is written to acc then.
 #pragma once
@@ -70,7 +75,7 @@ struct ExpertFfnWorkspace {
   std::vector<int64_t> n_idx;    // (n_chunk) active neurons per chunk
   std::vector<uint8_t> aq;       // (n_tok) q8_0 rows of n_ff (standard down)
   std::vector<float> y;          // (n_tok, n_embd)
-  std::vector<float> part;       // (n_chunk, n_tok, n_embd) per-chunk down sums (fused path)
+  std::vector<float> part;       // (n_chunk, n_tok, n_embd) per-chunk down sums (transposed)
   std::vector<int32_t> pair_off; // (n_ff + n_chunk) per chunk: offsets of its rows' token lists
   std::vector<int32_t> pair_tok; // (n_ff * n_tok) tokens whose gate is on, per active row
   std::vector<int64_t> n_pairs;  // (n_chunk) up pairs computed
@@ -87,13 +92,7 @@ struct ExpertFfnStats {
 inline constexpr int64_t k_ffn_chunk = 64;
 // Output rows per chunk of the standard-layout down projection.
 inline constexpr int64_t k_ffn_down_chunk = 128;
-// Output columns per chunk of the transposed down projection (a multiple of 32: whole blocks
-// of every down row).
-inline constexpr int64_t k_ffn_down_cols = 256;
-// Batches below this many tokens do the transposed down inside the neuron-chunk tasks (each
-// chunk's rows are read whole, once, right after its up rows); larger batches do it per column
-// segment so that the tokens share each weight read. Same sums either way.
-inline constexpr int64_t k_ffn_fused_max_tokens = 4;
+static_assert(k_ffn_chunk <= k_down_rows_max, "a chunk's rows are one down_rows call");
 
 // gate_neuron_active (optional, n_ff): element j += the number of tokens t of the batch with
 // g[t][j] > 0 (the per-neuron ReLU activity a profiler records; same count in both modes).

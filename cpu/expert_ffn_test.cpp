@@ -107,8 +107,10 @@ std::vector<float> run(const KernelTable& kt, const TestExpert& e, FfnMode mode,
 }
 
 // Plain reference: dequantise everything (cpu/quants.h) and multiply in double; the
-// activation rows are q8_0-quantised first, as the kernels (and ggml) do.
-std::vector<float> reference(const TestExpert& e, const Batch& b) {
+// activation rows are q8_0-quantised first, as the kernels (and ggml) do, and so are the
+// down's inputs: a (standard: q8_0) or the transposed down's coefficients a * d (8 bits per
+// k_ffn_chunk neurons and 32-column block, kernel_table.h DownRowsFn). exact_down: neither.
+std::vector<float> reference(const TestExpert& e, const Batch& b, bool exact_down = false) {
   const int64_t d = e.n_embd, f = e.n_ff;
   auto deq = [](const TensorView& t) {
     std::vector<float> m(static_cast<size_t>(t.ne[0] * t.ne[1]));
@@ -136,11 +138,37 @@ std::vector<float> reference(const TestExpert& e, const Batch& b) {
       a[j] = static_cast<float>(std::max(g, 0.0) * u);
     }
     std::vector<double> y(static_cast<size_t>(d), 0.0);
-    if (e.w.down_layout == DownLayout::transposed) {
+    if (e.w.down_layout == DownLayout::transposed && exact_down) {
       for (int64_t j = 0; j < f; ++j)
         for (int64_t i = 0; i < d; ++i) y[i] += static_cast<double>(a[j]) * D[j * d + i];
+    } else if (e.w.down_layout == DownLayout::transposed) {
+      // D[j * d + i] = w_ji * d_j,b (b = i / 32): the block scale is D / integer, read back
+      // from the row's block instead.
+      const size_t bs = e.w.down.dtype == DType::q4_0 ? sizeof(block_q4_0) : sizeof(block_q8_0);
+      for (int64_t j0 = 0; j0 < f; j0 += k_ffn_chunk) {
+        const int64_t j1 = std::min(f, j0 + k_ffn_chunk);
+        for (int64_t blk = 0; blk < d / 32; ++blk) {
+          std::vector<float> c(static_cast<size_t>(j1 - j0));
+          float amax = 0.0f;
+          for (int64_t j = j0; j < j1; ++j) {
+            uint16_t h;
+            std::memcpy(&h, e.w.down.row(j) + blk * bs, 2);
+            c[static_cast<size_t>(j - j0)] = a[j] * fp16_to_fp32(h);
+            amax = std::max(amax, std::fabs(c[static_cast<size_t>(j - j0)]));
+          }
+          const float sc = amax / 127.0f, id = sc != 0.0f ? 1.0f / sc : 0.0f;
+          for (int64_t j = j0; j < j1; ++j) {
+            uint16_t h;
+            std::memcpy(&h, e.w.down.row(j) + blk * bs, 2);
+            const double dj = fp16_to_fp32(h);
+            const double q = std::nearbyint(c[static_cast<size_t>(j - j0)] * id);
+            for (int64_t i = blk * 32; i < blk * 32 + 32 && dj != 0.0; ++i)
+              y[i] += q * sc * (static_cast<double>(D[j * d + i]) / dj);
+          }
+        }
+      }
     } else {
-      const auto aq = q8(a.data(), f);
+      const auto aq = exact_down ? a : q8(a.data(), f);
       for (int64_t o = 0; o < d; ++o)
         for (int64_t j = 0; j < f; ++j) y[o] += static_cast<double>(D[o * f + j]) * aq[j];
     }
@@ -265,6 +293,34 @@ TEST_CASE("expert FFN is bit-identical across thread counts", "[cpu][expert_ffn]
       CHECK(test::nmse(want, reference(e, b)) < 1e-5);
     }
   }
+}
+
+TEST_CASE("expert FFN: the transposed down's 8-bit coefficients cost about what q8_0 activations do",
+          "[cpu][expert_ffn]") {
+  SerialRunner serial;
+  const KernelTable& kt = kernels();
+  double err[2] = {0, 0};
+  for (int layout = 0; layout < 2; ++layout) {
+    for (uint64_t seed = 1; seed <= 4; ++seed) {
+      const TestExpert e(1536, 768, DType::q4_0, DType::q4_0, layout ? DownLayout::transposed : DownLayout::standard,
+                         0.0, true, seed);
+      const Batch b(2, 1536, false, seed + 10);
+      const auto got = run(kt, e, FfnMode::sparse, b, serial);
+      // Against exact down inputs; acc is subtracted out so that only the expert's y counts.
+      const auto exact = reference(e, b, true);
+      std::vector<float> dy(got.size()), dx(got.size());
+      for (size_t i = 0; i < got.size(); ++i) {
+        dy[i] = got[i] - b.acc[i];
+        dx[i] = exact[i] - b.acc[i];
+      }
+      err[layout] += test::nmse(dy, dx) / 4;
+    }
+  }
+  INFO("NMSE of the expert's output against exact down inputs: standard (q8_0 a) " << err[0]
+                                                                                      << ", transposed (8-bit a * d) "
+                                                                                      << err[1]);
+  WARN("NMSE standard " << err[0] << " transposed " << err[1]);
+  CHECK(err[1] < 4 * err[0]);
 }
 
 TEST_CASE("expert FFN rejects tensors that do not fit", "[cpu][expert_ffn]") {

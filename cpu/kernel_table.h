@@ -56,6 +56,20 @@ using GemmPairsFn = void (*)(int64_t k, int64_t n_idx, const int32_t* idx, const
 using AxpyRowsFn = void (*)(int64_t k, int64_t n_idx, const int32_t* idx, const void* w,
                             size_t w_row_bytes, const float* a, int64_t a_stride, int64_t n_tok,
                             float* y, int64_t y_stride);
+// The transposed expert down projection of one neuron chunk with 8-bit coefficients, one
+// token: for each block b of 32 columns (d_i,b = the f16 scale of row idx[i]'s block b, w_i,j
+// its integers: nibble - 8 for q4_0, qs for q8_0):
+//   c_i = a[idx[i]] * d_i,b (f32),  s_b = max_i |c_i| / 127,  id = s_b != 0 ? 1 / s_b : 0,
+//   q_i = nearbyint(c_i * id) (ties to even; |q_i| <= 127),
+//   y[32 b + j] = (float)(sum_i q_i * w_i,(32 b + j)) * s_b   (the integer sum is exact).
+// y (k floats) is written, not accumulated; n_idx == 0 writes zeros. 0 <= n_idx <=
+// k_down_rows_max. Like ggml quantizing an activation to q8_0 before a quantized mul_mat, but
+// the 8-bit quantity is a * d and its scale is shared by the chunk's rows per column block;
+// rows with a == 0 change nothing, so a chunk's active rows give the same bits as all of its
+// rows. Every table gives the same bits (integer sums, one rounding per step).
+using DownRowsFn = void (*)(int64_t k, int64_t n_idx, const int32_t* idx, const void* w,
+                            size_t w_row_bytes, const float* a, float* y);
+inline constexpr int64_t k_down_rows_max = 256;
 // y_t[i] += a[t] * dequant(row)[i] for i < k, t < n_tok, y_t = y + t * y_stride (floats).
 // The row is read once for all tokens (the transposed expert down projection).
 using AxpyFn = void (*)(int64_t k, int64_t n_tok, const float* a, const void* row, float* y,
@@ -96,6 +110,8 @@ struct KernelTable {
   GemmPairsFn gemm_pairs_q8_0_q8_0 = nullptr;
   AxpyRowsFn axpy_rows_q4_0_f32 = nullptr;
   AxpyRowsFn axpy_rows_q8_0_f32 = nullptr;
+  DownRowsFn down_rows_q4_0 = nullptr;
+  DownRowsFn down_rows_q8_0 = nullptr;
 
   // y += a * dequant(row), per row dtype, f32 coefficients.
   AxpyFn axpy_q4_0_f32 = nullptr;

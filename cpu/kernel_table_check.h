@@ -444,6 +444,72 @@ inline void check_rows(const KernelTable& fast, const KernelTable& ref, DType d,
   }
 }
 
+// down_rows: bit-identical to the reference table (its definition), over k with odd unit
+// tails (q4_0 units of 4 blocks, q8_0 of 2), 0..k_down_rows_max rows in groups of 4 and
+// partial ones, zero coefficients; and within the rounding the definition implies of the
+// exact sum: per block |y - sum_i a_i d_i w_i| <= (sum_i |w_i|) * s / 2 + 2^-22 |y|, since each
+// 8-bit coefficient is off by at most s / 2 (s = the block's max |a d| / 127).
+inline void check_down_rows(const KernelTable& fast, const KernelTable& ref, DType d, Report& rep, uint64_t seed) {
+  Rng rng(seed);
+  const DownRowsFn f = d == DType::q4_0 ? fast.down_rows_q4_0 : fast.down_rows_q8_0;
+  const DownRowsFn r = d == DType::q4_0 ? ref.down_rows_q4_0 : ref.down_rows_q8_0;
+  const size_t bs = d == DType::q4_0 ? sizeof(block_q4_0) : sizeof(block_q8_0);
+  for (int64_t k : {int64_t{32}, int64_t{64}, int64_t{96}, int64_t{160}, int64_t{1536}, int64_t{2592}}) {
+    for (int64_t n_idx : {int64_t{0}, int64_t{1}, int64_t{3}, int64_t{4}, int64_t{5}, int64_t{26}, int64_t{64},
+                          k_down_rows_max}) {
+      const int64_t rows = std::max<int64_t>(n_idx + 7, 16);
+      const size_t wrb = row_bytes(d, k) + 2;
+      Buf w(wrb * static_cast<size_t>(rows), 2);
+      for (int64_t i = 0; i < rows; ++i) fill_row(d, k, w.data() + i * wrb, rng);
+      std::vector<int32_t> idx(static_cast<size_t>(rows));
+      for (int32_t i = 0; i < rows; ++i) idx[static_cast<size_t>(i)] = i;
+      for (size_t i = idx.size(); i > 1; --i) std::swap(idx[i - 1], idx[rng.next() % i]);
+      idx.resize(static_cast<size_t>(n_idx));
+      std::vector<float> a(static_cast<size_t>(rows));
+      for (auto& v : a) v = rng.next() % 5 == 0 ? 0.0f : rng.uniform(-2.0f, 2.0f);
+      std::vector<float> want(static_cast<size_t>(k), -7.0f), got(want.size() + 16, -7.0f);
+      r(k, n_idx, idx.data(), w.data(), wrb, a.data(), want.data());
+      f(k, n_idx, idx.data(), w.data(), wrb, a.data(), got.data());
+      for (size_t j = static_cast<size_t>(k); j < got.size(); ++j) {
+        if (got[j] != -7.0f) {
+          rep.fail(where(fast, "down_rows", d, k, n_idx, 1, static_cast<int64_t>(j), 0) + ": wrote past y");
+          break;
+        }
+      }
+      for (int64_t b = 0; b < k / 32; ++b) {
+        double amax = 0.0;
+        std::vector<double> exact(32, 0.0), wabs(32, 0.0);
+        for (int64_t i = 0; i < n_idx; ++i) {
+          const uint8_t* blk = w.data() + static_cast<size_t>(idx[static_cast<size_t>(i)]) * wrb + b * bs;
+          uint16_t h;
+          std::memcpy(&h, blk, 2);
+          const float c = a[static_cast<size_t>(idx[static_cast<size_t>(i)])] * fp16_to_fp32(h);
+          amax = std::max(amax, std::fabs(static_cast<double>(c)));
+          for (int j = 0; j < 32; ++j) {
+            const int wj = d == DType::q4_0 ? (j < 16 ? blk[2 + j] & 0x0F : blk[2 + j - 16] >> 4) - 8
+                                            : static_cast<int8_t>(blk[2 + j]);
+            exact[static_cast<size_t>(j)] += static_cast<double>(c) * wj;
+            wabs[static_cast<size_t>(j)] += std::abs(wj);
+          }
+        }
+        for (int j = 0; j < 32; ++j) {
+          const size_t e = static_cast<size_t>(b * 32 + j);
+          ++rep.checks;
+          const double bound = wabs[static_cast<size_t>(j)] * amax / 127.0 * (0.5 + 1e-4) + 2 * k_u * std::fabs(want[e]);
+          if (std::memcmp(&got[e], &want[e], sizeof(float)) != 0 ||
+              !(std::fabs(want[e] - exact[static_cast<size_t>(j)]) <= bound)) {
+            rep.fail(where(fast, "down_rows", d, k, n_idx, 1, static_cast<int64_t>(e), 0) + ": got " +
+                     std::to_string(got[e]) + " want " + std::to_string(want[e]) + " exact " +
+                     std::to_string(exact[static_cast<size_t>(j)]));
+            b = k;
+            break;
+          }
+        }
+      }
+    }
+  }
+}
+
 inline constexpr DType k_weight_dtypes[] = {DType::q4_0, DType::q8_0, DType::f16, DType::bf16, DType::f32};
 
 // vec_dot + gemv over all k x rows (768 rows up to k = 1536), gemm over tokens 1..9.
@@ -467,6 +533,7 @@ inline Report check_table(const KernelTable& fast, const KernelTable& ref, uint6
   for (DType d : k_weight_dtypes) check_matmuls(fast, ref, d, rep, seed + 100);
   for (DType d : {DType::q4_0, DType::q8_0, DType::f32}) check_axpy(fast, ref, d, rep, seed + 200);
   for (DType d : {DType::q4_0, DType::q8_0}) check_rows(fast, ref, d, rep, seed + 250);
+  for (DType d : {DType::q4_0, DType::q8_0}) check_down_rows(fast, ref, d, rep, seed + 270);
   check_elementwise(fast, ref, rep, seed + 300);
   return rep;
 }

@@ -54,9 +54,12 @@ bool same_bytes(std::span<const uint8_t> a, std::span<const uint8_t> b) {
 TEST_CASE("convert --transpose-down: layout, other tensors and keys unchanged, logits close", "[convert]") {
   test::TempDir dir;
   // Bounds: the figures measured on tiny models (convert --help: q4_0 1.9e-3 for weights and
-  // expert outputs, 6.4e-4 for logits; q8_0 1.3e-5, 1.4e-5, 7.0e-5) with about 2x headroom.
+  // expert outputs, 6.5e-4 for logits; q8_0 1.3e-5, 1.4e-5, 2.1e-3) with about 2x headroom.
+  // The q8_0 logits move more than its weights: the standard file's down quantizes a to q8_0,
+  // the transposed one rounds a * d to 8 bits (cpu/expert_ffn.h), and each of those alone is
+  // ~1e-3 from exact on these random tiny models.
   const auto [dtype, weight_bound, output_bound, logits_bound] = GENERATE(
-      std::tuple{DType::q4_0, 4e-3, 4e-3, 1.5e-3}, std::tuple{DType::q8_0, 3e-5, 3e-5, 1.5e-4});
+      std::tuple{DType::q4_0, 4e-3, 4e-3, 1.5e-3}, std::tuple{DType::q8_0, 3e-5, 3e-5, 5e-3});
   CAPTURE(dtype_name(dtype));
   const auto in = dir / "std.gguf", out = dir / "conv.gguf";
   REQUIRE(make_model(tiny(dtype, false), in).ok());

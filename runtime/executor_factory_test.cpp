@@ -114,8 +114,10 @@ TEST_CASE("make_executor: --transpose-down at load matches the transposed file",
     CHECK(lines[0].detail.find("transposed at load") != std::string::npos);
     const auto transposed = eval_all(**ex1, tokens);
     // f32: a pure transposition, only the summation order of down changes. q8_0: requantized
-    // rows (runtime/convert.h states ~1e-5 on the expert outputs).
-    const double bound = dt == DType::f32 ? 1e-10 : 1e-3;
+    // rows (runtime/convert.h states ~1e-5 on the expert outputs), and the down's inputs are
+    // rounded differently: q8_0 a (standard) against 8-bit a * d (transposed, cpu/expert_ffn.h),
+    // 4.2e-3 apart on this random model.
+    const double bound = dt == DType::f32 ? 1e-10 : 1e-2;
     INFO(dtype_name(dt));
     CHECK(test::nmse(transposed, reference) < bound);
     CHECK(test::nmse(transposed, reference) >= 0.0);

@@ -14,6 +14,8 @@
 
 #include "core/fp16.h"
 #include "core/quant_blocks.h"
+#include "cpu/expert_ffn.h"
+#include "cpu/kernel_table.h"
 #include "cpu/quants.h"
 
 namespace tandem {
@@ -304,11 +306,33 @@ class CpuOps final : public ForwardOps {
   }
 
  private:
-  // PowerInfer layout: row j of `down` (ne = [d, n_ff]) is what neuron j adds to the output,
-  // y[r] = Σ_j act[r, j] * row_j in ascending j. Split over column chunks (block-aligned so a
-  // chunk of a quantized row dequantizes on its own); inactive neurons are skipped.
+  // PowerInfer layout: row j of `down` (ne = [d, n_ff]) is what neuron j adds to the output.
+  // q4_0 / q8_0 rows: y[r] = sum over chunks of k_ffn_chunk neurons (ascending) of the scalar
+  // table's down_rows over the chunk's rows (8-bit coefficients act * d per chunk and column
+  // block, kernel_table.h); every row of the chunk is listed, which gives the same bits as the
+  // active ones only. Other dtypes: y[r] = sum_j act[r, j] * row_j in ascending j, split over
+  // column chunks (block-aligned so that a chunk of a row dequantizes on its own); inactive
+  // neurons are skipped.
   static void down_transposed(const TensorView& down, const float* act, int64_t m, int64_t n_ff, int64_t d,
                               float* y) {
+    if (down.dtype == DType::q4_0 || down.dtype == DType::q8_0) {
+      const cpu::KernelTable& ref = *cpu::kernels_for(cpu::Isa::scalar);
+      const cpu::DownRowsFn down_rows = down.dtype == DType::q4_0 ? ref.down_rows_q4_0 : ref.down_rows_q8_0;
+      tbb::parallel_for(int64_t{0}, m, [&](int64_t i) {
+        std::vector<float> part(static_cast<size_t>(d));
+        std::vector<int32_t> rows(static_cast<size_t>(cpu::k_ffn_chunk));
+        float* yi = y + i * d;
+        for (int64_t j0 = 0; j0 < n_ff; j0 += cpu::k_ffn_chunk) {
+          const int64_t n = std::min(cpu::k_ffn_chunk, n_ff - j0);
+          for (int64_t j = 0; j < n; ++j) rows[static_cast<size_t>(j)] = static_cast<int32_t>(j0 + j);
+          down_rows(d, n, rows.data(), down.data, down.nb[1], act + i * n_ff, j0 == 0 ? yi : part.data());
+          if (j0 > 0) {
+            for (int64_t c = 0; c < d; ++c) yi[c] += part[static_cast<size_t>(c)];
+          }
+        }
+      });
+      return;
+    }
     const int64_t blk = dtype_block_size(down.dtype);
     int64_t chunk = blk * std::max<int64_t>(1, 256 / blk);
     if (d % chunk != 0) chunk = d;

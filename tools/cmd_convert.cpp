@@ -29,8 +29,11 @@ result is byte-identical to a model made transposed). For q8_0 and q4_0 the bloc
 n_embd afterwards, so down is quantized twice. Measured on `tandem make-model --preset tiny`
 (seed 42; NMSE = sum (after - before)^2 / sum before^2, `before` the standard model):
   dtype  down weights  expert outputs  logits (24 tokens)  perplexity, builtin corpus, -c 128
-  q8_0   1.3e-05       1.4e-05         7.0e-05             1201.80 -> 1201.57
-  q4_0   1.9e-03       1.9e-03         6.4e-04             1202.13 -> 1203.35 (+0.1%)
+  q8_0   1.3e-05       1.4e-05         2.1e-03             1201.80 -> 1201.38
+  q4_0   1.9e-03       1.9e-03         6.5e-04             1202.13 -> 1203.82 (+0.1%)
+The logits and perplexity include how the CPU runs each layout: the standard down quantizes its
+input a to q8_0, the transposed one rounds each a * d to 8 bits (see cpu/expert_ffn.h); for q8_0
+that difference, not the weights, is most of the logits' NMSE.
 For scale: the maker's own transposed q4_0 file (quantized once from the same f32 values) is
 4.8e-03 away from the standard one on the expert outputs. After converting, the command measures
 the expert-output NMSE of this model (8 random unit-variance inputs through every expert;

@@ -163,8 +163,94 @@ struct Neon {
 
 };
 
+// ---- down_rows (kernel_table.h DownRowsFn): the transposed down with 8-bit coefficients ----
+// As the x86 files', one 32-column block at a time. Rows go in groups of 4; two zip stages
+// interleave a group's 4 rows so that each 32-bit lane holds one column's 4 rows' weights
+// (lanes stay in column order: vector m = columns 4m .. 4m + 3), and one sdot adds the 4
+// products against the group's 4 coefficient bytes (repeated in every lane). Weights are
+// signed (q4_0 nibbles re-centred to -8..7), so the integer sums need no offset correction.
+
+// Interleave 4 rows' 16 bytes: v[m] lane j = column 4m + j of rows 0..3 (byte r = row r).
+inline void zip4(const uint8x16_t (&R)[4], uint8x16_t (&v)[4]) {
+  const uint16x8_t t0 = vreinterpretq_u16_u8(vzip1q_u8(R[0], R[1])), t1 = vreinterpretq_u16_u8(vzip2q_u8(R[0], R[1]));
+  const uint16x8_t t2 = vreinterpretq_u16_u8(vzip1q_u8(R[2], R[3])), t3 = vreinterpretq_u16_u8(vzip2q_u8(R[2], R[3]));
+  v[0] = vreinterpretq_u8_u16(vzip1q_u16(t0, t2));
+  v[1] = vreinterpretq_u8_u16(vzip2q_u16(t0, t2));
+  v[2] = vreinterpretq_u8_u16(vzip1q_u16(t1, t3));
+  v[3] = vreinterpretq_u8_u16(vzip2q_u16(t1, t3));
+}
+
+template <bool Q4>
+void down_rows(int64_t k, int64_t n_idx, const int32_t* idx, const void* w, size_t wrb, const float* a, float* y) {
+  if (n_idx == 0) {
+    std::fill_n(y, k, 0.0f);
+    return;
+  }
+  constexpr int64_t bs = Q4 ? 18 : 34;
+  const int64_t nb = k / QK8_0, ng = (n_idx + 3) / 4;
+  const auto* wb = static_cast<const uint8_t*>(w);
+  const uint8_t* rows[k_down_rows_max];
+  float32x4_t av[k_down_rows_max / 4];  // group g: lane r = a of its row r (0 for padding)
+  for (int64_t g = 0; g < ng; ++g) {
+    float v[4];
+    for (int r = 0; r < 4; ++r) {
+      const int64_t i = 4 * g + r;
+      rows[i] = wb + static_cast<size_t>(idx[std::min(i, n_idx - 1)]) * wrb;
+      v[r] = i < n_idx ? a[idx[i]] : 0.0f;
+    }
+    av[g] = vld1q_f32(v);
+  }
+  // Low byte of each int32 lane, repeated: the group's 4 coefficients in every lane.
+  static constexpr uint8_t k_pack[16] = {0, 4, 8, 12, 0, 4, 8, 12, 0, 4, 8, 12, 0, 4, 8, 12};
+  const uint8x16_t pack = vld1q_u8(k_pack), m4 = vdupq_n_u8(0x0F);
+  const int8x16_t eight = vdupq_n_s8(8);
+  float32x4_t cbuf[k_down_rows_max / 4];
+  for (int64_t b = 0; b < nb; ++b) {
+    const int64_t off = b * bs;
+    // Coefficients c = a * d per group (lane = row), and the block's max |c| over all rows.
+    float32x4_t amax = vdupq_n_f32(0.0f);
+    for (int64_t g = 0; g < ng; ++g) {
+      uint16_t h[4];
+      for (int r = 0; r < 4; ++r) h[r] = load_u16(rows[4 * g + r] + off);
+      const float32x4_t c = vmulq_f32(vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(h))), av[g]);
+      cbuf[g] = c;
+      amax = vmaxq_f32(amax, vabsq_f32(c));
+    }
+    const float s = vmaxvq_f32(amax) / 127.0f;
+    const float id = s != 0.0f ? 1.0f / s : 0.0f;
+    int32x4_t acc[8];  // acc[m]: columns 4m .. 4m + 3
+    for (auto& v : acc) v = vdupq_n_s32(0);
+    for (int64_t g = 0; g < ng; ++g) {
+      const int32x4_t q = vcvtnq_s32_f32(vmulq_n_f32(cbuf[g], id));  // nearest, ties to even
+      const int8x16_t coef = vreinterpretq_s8_u8(vqtbl1q_u8(vreinterpretq_u8_s32(q), pack));
+      uint8x16_t R[4], v[4];
+      for (int r = 0; r < 4; ++r) R[r] = vld1q_u8(rows[4 * g + r] + off + 2);
+      zip4(R, v);
+      if constexpr (Q4) {
+        // Low nibbles: columns 0..15, high: 16..31.
+        for (int m = 0; m < 4; ++m) {
+          const int8x16_t lo = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(v[m], m4)), eight);
+          const int8x16_t hi = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(v[m], 4)), eight);
+          acc[m] = vdotq_s32(acc[m], lo, coef);
+          acc[4 + m] = vdotq_s32(acc[4 + m], hi, coef);
+        }
+      } else {
+        for (int m = 0; m < 4; ++m) acc[m] = vdotq_s32(acc[m], vreinterpretq_s8_u8(v[m]), coef);
+        for (int r = 0; r < 4; ++r) R[r] = vld1q_u8(rows[4 * g + r] + off + 18);
+        zip4(R, v);
+        for (int m = 0; m < 4; ++m) acc[4 + m] = vdotq_s32(acc[4 + m], vreinterpretq_s8_u8(v[m]), coef);
+      }
+    }
+    for (int m = 0; m < 8; ++m) vst1q_f32(y + b * QK8_0 + 4 * m, vmulq_n_f32(vcvtq_f32_s32(acc[m]), s));
+  }
+}
+
 }  // namespace
 
-void fill_neon(KernelTable& t) { Glue<Neon>::fill(t, Isa::neon); }
+void fill_neon(KernelTable& t) {
+  Glue<Neon>::fill(t, Isa::neon);
+  t.down_rows_q4_0 = down_rows<true>;
+  t.down_rows_q8_0 = down_rows<false>;
+}
 
 }  // namespace tandem::cpu::detail

@@ -223,6 +223,32 @@ void rope_neox(float* x, int64_t n_head, int64_t head_dim, int64_t n_rot, int64_
   }
 }
 
+// kernel_table.h DownRowsFn, written as its definition: per block, the coefficients' scale,
+// their 8-bit rounding, one exact integer sum per column, one multiply.
+template <bool Q4>
+void down_rows(int64_t k, int64_t n_idx, const int32_t* idx, const void* w, size_t wrb, const float* a, float* y) {
+  const size_t bs = Q4 ? sizeof(block_q4_0) : sizeof(block_q8_0);
+  const auto* wb = static_cast<const uint8_t*>(w);
+  for (int64_t b = 0; b < k / QK8_0; ++b) {
+    const auto block = [&](int64_t i) { return wb + static_cast<size_t>(idx[i]) * wrb + static_cast<size_t>(b) * bs; };
+    const auto coef = [&](int64_t i) { return a[idx[i]] * fp16_to_fp32(load_u16(block(i), 0)); };
+    float amax = 0.0f;
+    for (int64_t i = 0; i < n_idx; ++i) amax = std::max(amax, std::fabs(coef(i)));
+    const float s = amax / 127.0f;
+    const float id = s != 0.0f ? 1.0f / s : 0.0f;
+    int32_t acc[QK8_0] = {};
+    for (int64_t i = 0; i < n_idx; ++i) {
+      const auto q = static_cast<int32_t>(std::nearbyint(coef(i) * id));
+      const uint8_t* qs = block(i) + 2;
+      for (int j = 0; j < QK8_0; ++j) {
+        const int32_t wj = Q4 ? (j < 16 ? qs[j] & 0x0F : qs[j - 16] >> 4) - 8 : static_cast<int8_t>(qs[j]);
+        acc[j] += q * wj;
+      }
+    }
+    for (int j = 0; j < QK8_0; ++j) y[b * QK8_0 + j] = static_cast<float>(acc[j]) * s;
+  }
+}
+
 }  // namespace
 
 void rope_neox_cache(int64_t n_rot, int64_t pos, float freq_base, float* c, float* s) {
@@ -261,6 +287,8 @@ void fill_scalar(KernelTable& t) {
   t.gemm_pairs_q8_0_q8_0 = gemm_pairs<gemm_q8_0_q8_0>;
   t.axpy_rows_q4_0_f32 = axpy_rows<axpy_q4_0_f32>;
   t.axpy_rows_q8_0_f32 = axpy_rows<axpy_q8_0_f32>;
+  t.down_rows_q4_0 = down_rows<true>;
+  t.down_rows_q8_0 = down_rows<false>;
   t.axpy_f32 = axpy_f32;
   t.rms_norm = rms_norm;
   t.soft_max = soft_max;

@@ -236,8 +236,123 @@ struct Avx2 {
 
 };
 
+// ---- down_rows (kernel_table.h DownRowsFn): the transposed down with 8-bit coefficients ----
+// As kernels_avx512.cpp's, on 128-bit lanes of ymm: a unit is 2 q4_0 blocks (lane = block) or
+// 1 q8_0 block (lane = half). A group's 4 rows are interleaved byte by byte so that each dword
+// holds one column's 4 rows; vpmaddubsw + vpmaddwd add the 4 products against the group's
+// coefficients (q4_0: u8 nibbles, offset 8 corrected per block; q8_0: ggml's sign trick).
+inline __m256 lane_max(__m256 v) {
+  v = _mm256_max_ps(v, _mm256_permute_ps(v, 0x4E));
+  return _mm256_max_ps(v, _mm256_permute_ps(v, 0xB1));
+}
+inline __m256i lane_sum(__m256i v) {
+  v = _mm256_add_epi32(v, _mm256_shuffle_epi32(v, 0x4E));
+  return _mm256_add_epi32(v, _mm256_shuffle_epi32(v, 0xB1));
+}
+
+template <bool Q4>
+void down_rows(int64_t k, int64_t n_idx, const int32_t* idx, const void* w, size_t wrb, const float* a, float* y) {
+  if (n_idx == 0) {
+    std::fill_n(y, k, 0.0f);
+    return;
+  }
+  constexpr int64_t bpu = Q4 ? 2 : 1;  // blocks per unit
+  constexpr int64_t bs = Q4 ? 18 : 34;
+  const int64_t nb = k / QK8_0, ng = (n_idx + 3) / 4;
+  const auto* wb = static_cast<const uint8_t*>(w);
+  const uint8_t* rows[k_down_rows_max];
+  __m256 av[k_down_rows_max / 4];  // group g: dword r of each lane = a of its row r (0 for padding)
+  for (int64_t g = 0; g < ng; ++g) {
+    alignas(16) float v[4];
+    for (int r = 0; r < 4; ++r) {
+      const int64_t i = 4 * g + r;
+      rows[i] = wb + static_cast<size_t>(idx[std::min(i, n_idx - 1)]) * wrb;
+      v[r] = i < n_idx ? a[idx[i]] : 0.0f;
+    }
+    av[g] = _mm256_broadcast_ps(reinterpret_cast<const __m128*>(v));
+  }
+  const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+  __m256 cbuf[k_down_rows_max / 4];
+  for (int64_t u = 0; u < (nb + bpu - 1) / bpu; ++u) {
+    const int64_t nbu = std::min(bpu, nb - bpu * u), off = u * bpu * bs;
+    __m256 amax = _mm256_setzero_ps();
+    for (int64_t g = 0; g < ng; ++g) {
+      alignas(16) uint16_t h[8];
+      for (int r = 0; r < 4; ++r) {
+        const uint8_t* p = rows[4 * g + r] + off;
+        h[r] = load_u16(p);
+        h[4 + r] = !Q4 ? h[r] : nbu > 1 ? load_u16(p + bs) : uint16_t{0};
+      }
+      const __m256 c = _mm256_mul_ps(_mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(h))), av[g]);
+      cbuf[g] = c;
+      amax = _mm256_max_ps(amax, _mm256_and_ps(c, abs_mask));
+    }
+    const __m256 s = _mm256_div_ps(lane_max(amax), _mm256_set1_ps(127.0f));
+    const __m256 id = _mm256_and_ps(_mm256_div_ps(_mm256_set1_ps(1.0f), s),
+                                    _mm256_cmp_ps(s, _mm256_setzero_ps(), _CMP_NEQ_OQ));
+    __m256i acc[8], qsum = _mm256_setzero_si256();
+    for (auto& v : acc) v = _mm256_setzero_si256();
+    for (int64_t g = 0; g < ng; ++g) {
+      const __m256i q = _mm256_cvtps_epi32(_mm256_mul_ps(cbuf[g], id));  // nearest, ties to even
+      qsum = _mm256_add_epi32(qsum, q);
+      const __m256i q16 = _mm256_packs_epi32(q, q);
+      const __m256i coef = _mm256_packs_epi16(q16, q16);  // each dword of a lane: its 4 rows' bytes
+      __m256i R[4];
+      for (int r = 0; r < 4; ++r) {
+        const uint8_t* p = rows[4 * g + r] + off + 2;
+        if constexpr (Q4) {
+          const __m128i b0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+          const __m128i b1 = nbu > 1 ? _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + bs)) : _mm_setzero_si128();
+          R[r] = _mm256_set_m128i(b1, b0);
+        } else {
+          R[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+        }
+      }
+      const __m256i t0 = _mm256_unpacklo_epi8(R[0], R[1]), t1 = _mm256_unpackhi_epi8(R[0], R[1]);
+      const __m256i t2 = _mm256_unpacklo_epi8(R[2], R[3]), t3 = _mm256_unpackhi_epi8(R[2], R[3]);
+      const __m256i v[4] = {_mm256_unpacklo_epi16(t0, t2), _mm256_unpackhi_epi16(t0, t2), _mm256_unpacklo_epi16(t1, t3),
+                            _mm256_unpackhi_epi16(t1, t3)};
+      for (int m = 0; m < 4; ++m) {
+        if constexpr (Q4) {
+          const __m256i lo = _mm256_and_si256(v[m], m4), hi = _mm256_and_si256(_mm256_srli_epi16(v[m], 4), m4);
+          acc[m] = _mm256_add_epi32(acc[m], _mm256_madd_epi16(_mm256_maddubs_epi16(lo, coef), ones));
+          acc[4 + m] = _mm256_add_epi32(acc[4 + m], _mm256_madd_epi16(_mm256_maddubs_epi16(hi, coef), ones));
+        } else {
+          const __m256i p = _mm256_maddubs_epi16(_mm256_abs_epi8(v[m]), _mm256_sign_epi8(coef, v[m]));
+          acc[m] = _mm256_add_epi32(acc[m], _mm256_madd_epi16(p, ones));
+        }
+      }
+    }
+    const __m256i corr = Q4 ? _mm256_slli_epi32(lane_sum(qsum), 3) : _mm256_setzero_si256();
+    __m256 f[8];
+    for (int m = 0; m < (Q4 ? 8 : 4); ++m) f[m] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(acc[m], corr)), s);
+    float* yu = y + u * bpu * QK8_0;
+    if constexpr (Q4) {
+      // f[4 h + m] lane L: columns 32 L + 16 h + 4 m .. + 3.
+      for (int L = 0; L < nbu; ++L) {
+        const int sel = L == 0 ? 0x20 : 0x31;
+        for (int h = 0; h < 2; ++h) {
+          _mm256_storeu_ps(yu + 32 * L + 16 * h, _mm256_permute2f128_ps(f[4 * h], f[4 * h + 1], sel));
+          _mm256_storeu_ps(yu + 32 * L + 16 * h + 8, _mm256_permute2f128_ps(f[4 * h + 2], f[4 * h + 3], sel));
+        }
+      }
+    } else {
+      // f[m] lane L: columns 16 L + 4 m .. + 3.
+      _mm256_storeu_ps(yu, _mm256_permute2f128_ps(f[0], f[1], 0x20));
+      _mm256_storeu_ps(yu + 8, _mm256_permute2f128_ps(f[2], f[3], 0x20));
+      _mm256_storeu_ps(yu + 16, _mm256_permute2f128_ps(f[0], f[1], 0x31));
+      _mm256_storeu_ps(yu + 24, _mm256_permute2f128_ps(f[2], f[3], 0x31));
+    }
+  }
+}
+
 }  // namespace
 
-void fill_avx2(KernelTable& t) { Glue<Avx2>::fill(t, Isa::avx2); }
+void fill_avx2(KernelTable& t) {
+  Glue<Avx2>::fill(t, Isa::avx2);
+  t.down_rows_q4_0 = down_rows<true>;
+  t.down_rows_q8_0 = down_rows<false>;
+}
 
 }  // namespace tandem::cpu::detail
