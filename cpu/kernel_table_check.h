@@ -510,6 +510,38 @@ inline void check_down_rows(const KernelTable& fast, const KernelTable& ref, DTy
   }
 }
 
+// down_rows rounds ties to even: one block whose coefficients a * d (d = 1) put c * id exactly
+// on .5 (s = 127 / 127 = 1), checked against hand-computed sums.
+inline void check_down_rows_ties(const KernelTable& fast, DType d, Report& rep) {
+  const float a[] = {127.0f, 2.5f, 3.5f, -0.5f, 0.5f, -2.5f, 1.5f, -126.5f};
+  const int32_t q[] = {127, 2, 4, 0, 0, -2, 2, -126};  // nearbyint, ties to even
+  const size_t bs = d == DType::q4_0 ? sizeof(block_q4_0) : sizeof(block_q8_0);
+  Buf w(bs * 8, 2);
+  const uint16_t one = fp32_to_fp16(1.0f);
+  for (int i = 0; i < 8; ++i) {
+    uint8_t* b = w.data() + i * bs;
+    std::memcpy(b, &one, 2);
+    for (size_t j = 2; j < bs; ++j) b[j] = static_cast<uint8_t>(d == DType::q4_0 ? 0x9A ^ (i + j) : 3 + i + j);
+  }
+  const int32_t idx[] = {0, 1, 2, 3, 4, 5, 6, 7};
+  float y[32];
+  (d == DType::q4_0 ? fast.down_rows_q4_0 : fast.down_rows_q8_0)(32, 8, idx, w.data(), bs, a, y);
+  for (int j = 0; j < 32; ++j) {
+    int64_t sum = 0;
+    for (int i = 0; i < 8; ++i) {
+      const uint8_t* qs = w.data() + i * bs + 2;
+      const int wj = d == DType::q4_0 ? (j < 16 ? qs[j] & 0x0F : qs[j - 16] >> 4) - 8 : static_cast<int8_t>(qs[j]);
+      sum += q[i] * wj;
+    }
+    ++rep.checks;
+    if (y[j] != static_cast<float>(sum)) {
+      rep.fail(where(fast, "down_rows ties", d, 32, 8, 1, j, 0) + ": got " + std::to_string(y[j]) + " want " +
+               std::to_string(sum));
+      break;
+    }
+  }
+}
+
 inline constexpr DType k_weight_dtypes[] = {DType::q4_0, DType::q8_0, DType::f16, DType::bf16, DType::f32};
 
 // vec_dot + gemv over all k x rows (768 rows up to k = 1536), gemm over tokens 1..9.
@@ -534,6 +566,7 @@ inline Report check_table(const KernelTable& fast, const KernelTable& ref, uint6
   for (DType d : {DType::q4_0, DType::q8_0, DType::f32}) check_axpy(fast, ref, d, rep, seed + 200);
   for (DType d : {DType::q4_0, DType::q8_0}) check_rows(fast, ref, d, rep, seed + 250);
   for (DType d : {DType::q4_0, DType::q8_0}) check_down_rows(fast, ref, d, rep, seed + 270);
+  for (DType d : {DType::q4_0, DType::q8_0}) check_down_rows_ties(fast, d, rep);
   check_elementwise(fast, ref, rep, seed + 300);
   return rep;
 }
