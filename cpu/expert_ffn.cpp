@@ -82,9 +82,11 @@ Status expert_ffn(const KernelTable& kt, const ExpertFfnWeights& w, FfnMode mode
   const DownRowsFn down_rows = w.down.dtype == DType::q4_0 ? kt.down_rows_q4_0 : kt.down_rows_q8_0;
   // Transposed down: y_t = sum over neuron chunks c (ascending) of part_c,t, where part_c,t =
   // down_rows over the chunk's rows whose gate is on for token t (8-bit coefficients a * d per
-  // chunk and 32-column block, exact integer sums). Each chunk's parts are made in its task,
-  // right after its up rows, while the rows are in that core's cache; a token's list and
-  // coefficients are the same alone or in a batch, so are its bits.
+  // chunk and 32-column block, exact integer sums). One token: each chunk's part is made in its
+  // task, right after its up rows, while the rows are in that core's cache. A batch: one task
+  // per token goes through the chunks in order (phase 2; the active rows are cache-resident by
+  // then, and no (chunk, token) buffer is needed). A token's lists and coefficients are the
+  // same alone or in a batch, so are its bits.
   const bool pairs = sparse && T > 1;
   const GemmPairsFn gemm_pairs_gu =
       w.gate.dtype == DType::q4_0 ? kt.gemm_pairs_q4_0_q8_0 : kt.gemm_pairs_q8_0_q8_0;
@@ -93,7 +95,7 @@ Status expert_ffn(const KernelTable& kt, const ExpertFfnWeights& w, FfnMode mode
     ws.pair_off.resize(static_cast<size_t>(n_ff + n_chunk));
     ws.pair_tok.resize(static_cast<size_t>(n_ff * T));
   }
-  if (transposed) ws.part.resize(static_cast<size_t>(n_chunk * T * n_embd));
+  if (transposed && T == 1) ws.part.resize(static_cast<size_t>(n_chunk * n_embd));
 
   // Phase 1, per neuron chunk: gate for all tokens, up for the active rows (a batch: only the
   // pairs whose gate is on), a = relu(g) * u, and (transposed) the chunk's parts of the down.
@@ -161,41 +163,41 @@ Status expert_ffn(const KernelTable& kt, const ExpertFfnWeights& w, FfnMode mode
       }
     }
     ws.n_idx[static_cast<size_t>(c)] = n_idx;
-    if (transposed) {
-      float* part = ws.part.data() + c * T * n_embd;
-      if (T == 1) {
-        down_rows(n_embd, n_idx, idx, down, w.down.nb[1], a, part);
-      } else {
-        int32_t rows[k_ffn_chunk];
-        for (int64_t t = 0; t < T; ++t) {
-          int64_t n = 0;
-          for (int64_t i = 0; i < n_idx; ++i)
-            if (g[t * n_ff + idx[i]] > 0.0f) rows[n++] = idx[i];
-          down_rows(n_embd, n, rows, down, w.down.nb[1], a + t * n_ff, part + t * n_embd);
-        }
-      }
-    }
+    if (transposed && T == 1) down_rows(n_embd, n_idx, idx, down, w.down.nb[1], a, ws.part.data() + c * n_embd);
   });
 
   // Phase 2: y over output columns/rows, each written by exactly one chunk.
-  if (transposed) {
-    // y_t = part_0,t + part_1,t + ... (chunk order), then acc += route_w * y.
-    const auto sum_token = [&](int64_t t) {
+  if (transposed && T == 1) {
+    // y = part_0 + part_1 + ... (chunk order), then acc += route_w * y.
+    float* y = ws.y.data();
+    std::copy_n(ws.part.data(), n_embd, y);
+    for (int64_t c = 1; c < n_chunk; ++c) {
+      const float* p = ws.part.data() + c * n_embd;
+      for (int64_t i = 0; i < n_embd; ++i) y[i] += p[i];
+    }
+    const float rw = b.route_w[0];
+    for (int64_t i = 0; i < n_embd; ++i) b.acc[i] += rw * y[i];
+  } else if (transposed) {
+    // Per token: the same parts in the same order as alone, through one reused buffer.
+    runner.parallel_for(T, [&](int64_t t) {
+      thread_local std::vector<float> part_buf;
+      part_buf.resize(static_cast<size_t>(n_embd));
       float* y = ws.y.data() + t * n_embd;
-      std::copy_n(ws.part.data() + t * n_embd, n_embd, y);
-      for (int64_t c = 1; c < n_chunk; ++c) {
-        const float* p = ws.part.data() + (c * T + t) * n_embd;
-        for (int64_t i = 0; i < n_embd; ++i) y[i] += p[i];
+      for (int64_t c = 0; c < n_chunk; ++c) {
+        int32_t rows[k_ffn_chunk];
+        int64_t n = 0;
+        const int32_t* idx = ws.idx.data() + c * k_ffn_chunk;
+        for (int64_t i = 0; i < ws.n_idx[static_cast<size_t>(c)]; ++i)
+          if (ws.g[static_cast<size_t>(t * n_ff + idx[i])] > 0.0f) rows[n++] = idx[i];
+        down_rows(n_embd, n, rows, down, w.down.nb[1], ws.a.data() + t * n_ff, c == 0 ? y : part_buf.data());
+        if (c > 0) {
+          for (int64_t i = 0; i < n_embd; ++i) y[i] += part_buf[static_cast<size_t>(i)];
+        }
       }
       float* acc = b.acc + t * b.acc_stride;
       const float rw = b.route_w[t];
       for (int64_t i = 0; i < n_embd; ++i) acc[i] += rw * y[i];
-    };
-    if (T == 1) {
-      sum_token(0);
-    } else {
-      runner.parallel_for(T, sum_token);
-    }
+    });
   } else {
     const size_t arb = dtype_row_size(DType::q8_0, n_ff);
     ws.aq.resize(arb * static_cast<size_t>(T));

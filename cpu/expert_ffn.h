@@ -25,11 +25,11 @@
 //   sparse equals dense up to the sign of zeros (inactive neurons contribute exact zeros).
 //
 // Tokens of the batch share every weight read (each row is read once for all n_tok).
-// Threading: work is cut into fixed chunks of k_ffn_chunk neurons (gate, up, and the
-// transposed down's parts, each made in its chunk's task) and of output rows (standard down).
-// The transposed down's parts are added in chunk order, so the result is bit-identical on any
-// ChunkRunner, and a token's result is the same alone or in a batch (its rows and coefficients
-// do not depend on the other tokens).
+// Threading: work is cut into fixed chunks of k_ffn_chunk neurons (gate, up; one token: also
+// the transposed down's parts), then tokens (a batch's transposed down) or output rows
+// (standard down). The transposed down's parts are added in chunk order, so the result is
+// bit-identical on any ChunkRunner, and a token's result is the same alone or in a batch (its
+// rows and coefficients do not depend on the other tokens).
 // Precision: the transposed down rounds each coefficient a * d to 8 bits of its chunk and
 // block's largest (error <= scale / 2 per term, the scale = max |a d| / 127); the standard
 // down quantizes a to q8_0 (ggml). Both are the cost of an integer product, of a similar size.
@@ -75,7 +75,7 @@ struct ExpertFfnWorkspace {
   std::vector<int64_t> n_idx;    // (n_chunk) active neurons per chunk
   std::vector<uint8_t> aq;       // (n_tok) q8_0 rows of n_ff (standard down)
   std::vector<float> y;          // (n_tok, n_embd)
-  std::vector<float> part;       // (n_chunk, n_tok, n_embd) per-chunk down sums (transposed)
+  std::vector<float> part;       // (n_chunk, n_embd) per-chunk down sums (transposed, one token)
   std::vector<int32_t> pair_off; // (n_ff + n_chunk) per chunk: offsets of its rows' token lists
   std::vector<int32_t> pair_tok; // (n_ff * n_tok) tokens whose gate is on, per active row
   std::vector<int64_t> n_pairs;  // (n_chunk) up pairs computed

@@ -50,12 +50,6 @@ using GemmRowsFn = void (*)(int64_t k, int64_t n_idx, const int32_t* idx, const 
 using GemmPairsFn = void (*)(int64_t k, int64_t n_idx, const int32_t* idx, const int32_t* tok_off,
                              const int32_t* tok, const void* w, size_t w_row_bytes, const void* x,
                              size_t x_row_bytes, int64_t n_tok, float* y, int64_t y_stride);
-// Gathered axpy: y_t += sum over i < n_idx, in order, of a[t * a_stride + idx[i]] * dequant(row
-// idx[i] of w), y_t = y + t * y_stride. The transposed down projection over active neurons;
-// equal to n_idx axpy calls in list order (SIMD tables fuse rows but keep the order).
-using AxpyRowsFn = void (*)(int64_t k, int64_t n_idx, const int32_t* idx, const void* w,
-                            size_t w_row_bytes, const float* a, int64_t a_stride, int64_t n_tok,
-                            float* y, int64_t y_stride);
 // The transposed expert down projection of one neuron chunk with 8-bit coefficients, one
 // token: for each block b of 32 columns (d_i,b = the f16 scale of row idx[i]'s block b, w_i,j
 // its integers: nibble - 8 for q4_0, qs for q8_0):
@@ -108,8 +102,6 @@ struct KernelTable {
   GemmRowsFn gemm_rows_q8_0_q8_0 = nullptr;
   GemmPairsFn gemm_pairs_q4_0_q8_0 = nullptr;
   GemmPairsFn gemm_pairs_q8_0_q8_0 = nullptr;
-  AxpyRowsFn axpy_rows_q4_0_f32 = nullptr;
-  AxpyRowsFn axpy_rows_q8_0_f32 = nullptr;
   DownRowsFn down_rows_q4_0 = nullptr;
   DownRowsFn down_rows_q8_0 = nullptr;
 

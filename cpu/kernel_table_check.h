@@ -328,17 +328,15 @@ inline void check_elementwise(const KernelTable& fast, const KernelTable& ref, R
   }
 }
 
-// gemm_rows / axpy_rows over a shuffled subset of rows (the sparse FFN's active lists);
+// gemm_rows / gemm_pairs over a shuffled subset of rows (the sparse FFN's active lists);
 // gemm_rows must leave unlisted columns untouched.
 inline void check_rows(const KernelTable& fast, const KernelTable& ref, DType d, Report& rep, uint64_t seed) {
   Rng rng(seed);
   const GemmRowsFn gf = d == DType::q4_0 ? fast.gemm_rows_q4_0_q8_0 : fast.gemm_rows_q8_0_q8_0;
   const GemmRowsFn gr = d == DType::q4_0 ? ref.gemm_rows_q4_0_q8_0 : ref.gemm_rows_q8_0_q8_0;
-  const AxpyRowsFn af = d == DType::q4_0 ? fast.axpy_rows_q4_0_f32 : fast.axpy_rows_q8_0_f32;
-  const AxpyRowsFn ar = d == DType::q4_0 ? ref.axpy_rows_q4_0_f32 : ref.axpy_rows_q8_0_f32;
   for (int64_t k : {int64_t{32}, int64_t{96}, int64_t{1536}}) {
     for (int64_t n_tok : {1, 2, 4, 5, 9}) {
-      // 37 rows: one panel chunk of axpy_rows; 83: two whole chunks and a tail
+      // 37 or 83 rows (odd row tiles and tails)
       const int64_t rows = n_tok == 5 || n_tok == 9 ? 83 : 37;
       const size_t wrb = row_bytes(d, k) + 2;
       Buf w(wrb * rows, 2);
@@ -410,33 +408,6 @@ inline void check_rows(const KernelTable& fast, const KernelTable& ref, DType d,
                        " want " + std::to_string(pw[e]) + " (gemm_rows " + std::to_string(got[e]) + ")");
               break;
             }
-          }
-        }
-      }
-      // axpy_rows: coefficients a (n_tok, rows), some zero
-      std::vector<float> a(static_cast<size_t>(n_tok * rows));
-      for (auto& v : a) v = rng.next() % 4 == 0 ? 0.0f : rng.uniform(-1.0f, 1.0f);
-      // Some rows are zero for every token (the panel skips them) or for all but one token.
-      for (int64_t r = 0; r < rows; r += 5)
-        for (int64_t t = 0; t < n_tok; ++t) a[static_cast<size_t>(t * rows + r)] = r % 10 == 0 || t != 1 ? 0.0f : 0.5f;
-      const int64_t ys = k + 1;
-      std::vector<float> y0(static_cast<size_t>(n_tok * ys));
-      for (auto& v : y0) v = rng.uniform(-1.0f, 1.0f);
-      std::vector<float> ya = y0, yb = y0;
-      ar(k, n_idx, idx.data(), w.data(), wrb, a.data(), rows, n_tok, ya.data(), ys);
-      af(k, n_idx, idx.data(), w.data(), wrb, a.data(), rows, n_tok, yb.data(), ys);
-      for (int64_t t = 0; t < n_tok; ++t) {
-        double scale = std::fabs(y0[t * ys]);
-        for (int64_t i = 0; i < n_idx; ++i) scale += std::fabs(a[t * rows + idx[i]]) * (d == DType::q4_0 ? 0.4 : 6.4);
-        for (int64_t i = 0; i < k; ++i) {
-          const size_t j = static_cast<size_t>(t * ys + i);
-          // n_idx sequential adds, each fused or not: (n_idx + 2) * 2^-23 * (|y0| + sum |a w|)
-          const double bound = (static_cast<double>(n_idx) + 2) * k_u * (scale + std::fabs(y0[j])) + 1e-30;
-          ++rep.checks;
-          if (!(std::fabs(static_cast<double>(yb[j]) - ya[j]) <= bound)) {
-            rep.fail(where(fast, "axpy_rows", d, k, n_idx, n_tok, i, t) + ": got " + std::to_string(yb[j]) +
-                     " want " + std::to_string(ya[j]));
-            break;
           }
         }
       }

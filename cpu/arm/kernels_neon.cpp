@@ -116,7 +116,6 @@ struct Neon {
     }
   }
 
-  static constexpr bool own_axpy_rows(WKind) { return false; }
 
   static void quantize_row_q8_0(const float* x, void* vy, int64_t k) {
     auto* y = static_cast<block_q8_0*>(vy);

@@ -1,6 +1,6 @@
 // Internal to cpu/: the ISA-independent half of every SIMD kernel table. Row lists, token and
 // row tiling, activation preparation buffers, prefetch targets, the vec_dot/gemv/gemm/
-// gemm_rows/axpy/axpy_rows entry points and the table fill are written once here, as
+// gemm_rows/gemm_pairs/axpy entry points and the table fill are written once here, as
 // Glue<I>, and instantiated by each ISA file (x86/kernels_avx2.cpp, x86/kernels_avx512.cpp,
 // arm/kernels_neon.cpp) with a traits struct I that holds only that ISA's intrinsics.
 //
@@ -18,9 +18,6 @@
 //   f_rows(NT) -> int (constexpr)      row tile of the float GEMM
 //   load_w<K>(row, i) -> V             k_lanes weights from element i as floats
 //   dequant_block<K>(row, ib, V (&w)[32 / k_lanes], float& d)   block ib's integers, scale
-//   own_axpy_rows(K) -> bool (constexpr)      true: the ISA's axpy_rows_tile<K, NR>(k, rows, v,
-//        y) serves one token (y += sum_r v[r] * dequant(rows[r]), r in order); false: the
-//        generic axpy_rows_tokens below serves every token count
 //   f16_to_f32(uint16_t) -> float      one half to float (IEEE, as core/fp16.h)
 //   quantize_row_q8_0                  (KernelTable signature)
 //   V, k_lanes; V load(p), store(p, V), set1(f), add, sub, mul, fma(a, b, c) = a * b + c,
@@ -307,175 +304,6 @@ struct Glue {
     }
   }
 
-  // NR rows' block dequantised once, then each token's y block takes the NR rows in list order.
-  template <WKind K, int NR>
-  static void axpy_rows_tokens(int64_t k, const uint8_t* const* rows, const int32_t* idx, const float* a,
-                               int64_t a_stride, int64_t n_tok, float* y, int64_t ys) {
-    for (int64_t ib = 0; ib < k / QK8_0; ++ib) {
-      typename I::V w[NR][k_dq];
-      float d[NR];
-      for (int r = 0; r < NR; ++r) I::template dequant_block<K>(rows[r], ib, w[r], d[r]);
-      for (int64_t t = 0; t < n_tok; ++t) {
-        float* yt = y + t * ys + ib * 32;
-        typename I::V acc[k_dq];
-        for (int j = 0; j < k_dq; ++j) acc[j] = I::load(yt + j * I::k_lanes);
-        for (int r = 0; r < NR; ++r) {
-          const auto c = I::set1(a[t * a_stride + idx[r]] * d[r]);
-          for (int j = 0; j < k_dq; ++j) acc[j] = I::fma(c, w[r][j], acc[j]);
-        }
-        for (int j = 0; j < k_dq; ++j) I::store(yt + j * I::k_lanes, acc[j]);
-      }
-    }
-  }
-
-  // ---- axpy_rows for a batch of tokens: a float GEMM over a dequantised panel ----
-  //
-  // y[t] += sum_i a[t][idx[i]] * dequant(row idx[i]) for many tokens is a GEMM whose shared
-  // dimension (the listed rows) is the weights' row index. Per segment of k_panel_cols columns
-  // and chunk of k_panel_rows listed rows, the chunk's blocks are unpacked once into an
-  // L1/L2-resident panel (the integers as floats; the scales apart); then register tiles of up
-  // to 4 tokens x k_panel_vecs vectors of columns stay in registers while every row of the
-  // chunk is added. Every y element takes, per listed row in list order, one
-  // fma(a * d, integer, y) with a * d rounded first: exactly what the one-token path
-  // (axpy_rows_tile / axpy_rows_tokens) computes, so a token gives the same bits alone or in a
-  // batch, on any tiling and thread count. A row whose coefficients are all zero for a token
-  // tile is skipped there (it would add exact zeros).
-  static constexpr int64_t k_panel_rows = 32;
-  static constexpr int64_t k_panel_cols = 256;
-  static constexpr int64_t k_panel_blocks = k_panel_cols / QK8_0;
-  static constexpr int64_t k_panel_min_tokens = 4;  // below: rows dequantised per token group (axpy_rows_tokens)
-  static constexpr int k_panel_vecs = I::k_lanes >= 16 ? 4 : I::k_lanes == 8 ? 2 : 4;
-
-  // rl[0..jn): the panel rows (of the chunk) this token tile adds; ct[(t * k_panel_rows + j) *
-  // k_panel_blocks + b]: token t's coefficient a * d for list entry j and block b of the segment.
-  template <int NT, int NV>
-  static void panel_tile(int64_t jn, const int32_t* rl, const float* panel, const float* ct, int64_t c, float* y,
-                         int64_t ys) {
-    constexpr int64_t L = I::k_lanes;
-    const int64_t b0 = c / QK8_0;
-    typename I::V acc[NT][NV];
-    for (int t = 0; t < NT; ++t)
-      for (int v = 0; v < NV; ++v) acc[t][v] = I::load(y + t * ys + c + v * L);
-    for (int64_t j = 0; j < jn; ++j) {
-      const float* pr = panel + rl[j] * k_panel_cols + c;
-      typename I::V w[NV];
-      for (int v = 0; v < NV; ++v) w[v] = I::load(pr + v * L);
-      for (int t = 0; t < NT; ++t) {
-        const float* cj = ct + (t * k_panel_rows + j) * k_panel_blocks + b0;
-        for (int v = 0; v < NV; ++v) acc[t][v] = I::fma(I::set1(cj[v * L / QK8_0]), w[v], acc[t][v]);
-      }
-    }
-    for (int t = 0; t < NT; ++t)
-      for (int v = 0; v < NV; ++v) I::store(y + t * ys + c + v * L, acc[t][v]);
-  }
-
-  template <int NT>
-  static void panel_tokens(int64_t jn, const int32_t* rl, int64_t cs, const float* panel, const float* ct, float* y,
-                           int64_t ys) {
-    constexpr int64_t L = I::k_lanes;
-    int64_t c = 0;
-    for (; c + k_panel_vecs * L <= cs; c += k_panel_vecs * L) panel_tile<NT, k_panel_vecs>(jn, rl, panel, ct, c, y, ys);
-    for (; c < cs; c += L) panel_tile<NT, 1>(jn, rl, panel, ct, c, y, ys);  // cs is a multiple of 32
-  }
-
-  template <WKind K>
-  static void axpy_rows_panel(int64_t k, int64_t n_idx, const int32_t* idx, const uint8_t* wb, size_t wrb,
-                              const float* a, int64_t a_stride, int64_t n_tok, float* y, int64_t ys) {
-    thread_local std::vector<float> panel_buf, ct_buf;
-    panel_buf.resize(static_cast<size_t>(k_panel_rows * k_panel_cols));
-    ct_buf.resize(static_cast<size_t>(4 * k_panel_rows * k_panel_blocks));
-    float* panel = panel_buf.data();
-    float* ct = ct_buf.data();
-    float dp[k_panel_rows][k_panel_blocks];  // scales of the chunk's rows
-    int32_t rl[k_panel_rows];
-    for (int64_t c0 = 0; c0 < k; c0 += k_panel_cols) {
-      const int64_t cs = std::min(k_panel_cols, k - c0);
-      const int64_t nbs = cs / QK8_0;
-      for (int64_t j0 = 0; j0 < n_idx; j0 += k_panel_rows) {
-        const int64_t jn = std::min(k_panel_rows, n_idx - j0);
-        for (int64_t j = 0; j < jn; ++j) {
-          const uint8_t* row = wb + static_cast<size_t>(idx[j0 + j]) * wrb;
-          if (j0 + k_panel_rows + j < n_idx) {  // the next chunk's row, same columns
-            const uint8_t* nr = wb + static_cast<size_t>(idx[j0 + k_panel_rows + j]) * wrb;
-            const size_t p0 = static_cast<size_t>(c0 / QK8_0) * k_block_bytes<K>;
-            const size_t p1 = static_cast<size_t>((c0 + cs) / QK8_0) * k_block_bytes<K>;
-            for (size_t off = p0; off < p1; off += 64) __builtin_prefetch(nr + off);
-          }
-          for (int64_t b = 0; b < nbs; ++b) {
-            typename I::V w[k_dq];
-            I::template dequant_block<K>(row, c0 / QK8_0 + b, w, dp[j][b]);
-            float* p = panel + j * k_panel_cols + b * QK8_0;
-            for (int v = 0; v < k_dq; ++v) I::store(p + v * I::k_lanes, w[v]);
-          }
-        }
-        for (int64_t t0 = 0; t0 < n_tok; t0 += 4) {
-          const int64_t nt = std::min<int64_t>(4, n_tok - t0);
-          int64_t n_rl = 0;
-          for (int64_t j = 0; j < jn; ++j) {
-            bool any = false;
-            for (int64_t t = 0; t < nt; ++t) {
-              const float v = a[(t0 + t) * a_stride + idx[j0 + j]];
-              float* cj = ct + (t * k_panel_rows + n_rl) * k_panel_blocks;
-              for (int64_t b = 0; b < nbs; ++b) cj[b] = v * dp[j][b];
-              any = any || v != 0.0f;
-            }
-            rl[n_rl] = static_cast<int32_t>(j);
-            n_rl += any ? 1 : 0;
-          }
-          float* yt = y + t0 * ys + c0;
-          switch (nt) {
-            case 4: panel_tokens<4>(n_rl, rl, cs, panel, ct, yt, ys); break;
-            case 3: panel_tokens<3>(n_rl, rl, cs, panel, ct, yt, ys); break;
-            case 2: panel_tokens<2>(n_rl, rl, cs, panel, ct, yt, ys); break;
-            default: panel_tokens<1>(n_rl, rl, cs, panel, ct, yt, ys); break;
-          }
-        }
-      }
-    }
-  }
-
-  // Row groups outside: a group's rows stay in L1 while every token uses them. The next
-  // group's rows are prefetched first (scattered rows defeat the hardware prefetcher).
-  template <WKind K>
-  static void axpy_rows_q(int64_t k, int64_t n_idx, const int32_t* idx, const void* w, size_t wrb, const float* a,
-                          int64_t a_stride, int64_t n_tok, float* y, int64_t ys) {
-    constexpr int64_t NR = 4;
-    const auto* wb = static_cast<const uint8_t*>(w);
-    const size_t row_bytes = static_cast<size_t>(k / QK8_0) * k_block_bytes<K>;
-    if (n_tok >= k_panel_min_tokens) {
-      axpy_rows_panel<K>(k, n_idx, idx, wb, wrb, a, a_stride, n_tok, y, ys);
-      return;
-    }
-    for (int64_t i = 0; i < n_idx; i += NR) {
-      const int64_t nr = std::min<int64_t>(NR, n_idx - i);
-      for (int64_t j = i + NR; j < std::min(n_idx, i + 2 * NR); ++j) {
-        const uint8_t* p = wb + static_cast<size_t>(idx[j]) * wrb;
-        for (size_t off = 0; off < row_bytes; off += 64) __builtin_prefetch(p + off);
-      }
-      const uint8_t* rows[NR];
-      for (int64_t r = 0; r < nr; ++r) rows[r] = wb + static_cast<size_t>(idx[i + r]) * wrb;
-      if constexpr (I::own_axpy_rows(K)) {
-        if (n_tok == 1) {
-          float v[NR];
-          for (int64_t r = 0; r < nr; ++r) v[r] = a[idx[i + r]];
-          switch (nr) {
-            case 4: I::template axpy_rows_tile<K, 4>(k, rows, v, y); break;
-            case 3: I::template axpy_rows_tile<K, 3>(k, rows, v, y); break;
-            case 2: I::template axpy_rows_tile<K, 2>(k, rows, v, y); break;
-            default: I::template axpy_rows_tile<K, 1>(k, rows, v, y); break;
-          }
-          continue;
-        }
-      }
-      switch (nr) {
-        case 4: axpy_rows_tokens<K, 4>(k, rows, idx + i, a, a_stride, n_tok, y, ys); break;
-        case 3: axpy_rows_tokens<K, 3>(k, rows, idx + i, a, a_stride, n_tok, y, ys); break;
-        case 2: axpy_rows_tokens<K, 2>(k, rows, idx + i, a, a_stride, n_tok, y, ys); break;
-        default: axpy_rows_tokens<K, 1>(k, rows, idx + i, a, a_stride, n_tok, y, ys); break;
-      }
-    }
-  }
-
   // ---- float vector ops, on I's vector type V of I::k_lanes floats (scalar tails) ----
 
   static void axpy_f32(int64_t k, int64_t n_tok, const float* a, const void* row, float* y, int64_t ys) {
@@ -593,8 +421,6 @@ struct Glue {
     t.gemm_pairs_q8_0_q8_0 = gemm_pairs_q<WKind::q8_0>;
     t.axpy_q4_0_f32 = axpy_q<WKind::q4_0>;
     t.axpy_q8_0_f32 = axpy_q<WKind::q8_0>;
-    t.axpy_rows_q4_0_f32 = axpy_rows_q<WKind::q4_0>;
-    t.axpy_rows_q8_0_f32 = axpy_rows_q<WKind::q8_0>;
     t.axpy_f32 = axpy_f32;
     t.rms_norm = rms_norm;
     t.soft_max = soft_max;

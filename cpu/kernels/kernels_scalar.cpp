@@ -174,15 +174,6 @@ void gemm_pairs(int64_t k, int64_t n_idx, const int32_t* idx, const int32_t* tok
   }
 }
 
-template <AxpyFn Axpy>
-void axpy_rows(int64_t k, int64_t n_idx, const int32_t* idx, const void* w, size_t wrb, const float* a,
-               int64_t a_stride, int64_t n_tok, float* y, int64_t ys) {
-  for (int64_t i = 0; i < n_idx; ++i) {
-    const void* row = static_cast<const uint8_t*>(w) + static_cast<size_t>(idx[i]) * wrb;
-    for (int64_t t = 0; t < n_tok; ++t) Axpy(k, 1, &a[t * a_stride + idx[i]], row, y + t * ys, ys);
-  }
-}
-
 void rms_norm(int64_t n, const float* x, const float* w, float eps, float* y) {
   double sum = 0.0;
   for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(x[i] * x[i]);
@@ -285,8 +276,6 @@ void fill_scalar(KernelTable& t) {
   t.gemm_rows_q8_0_q8_0 = gemm_rows<gemm_q8_0_q8_0>;
   t.gemm_pairs_q4_0_q8_0 = gemm_pairs<gemm_q4_0_q8_0>;
   t.gemm_pairs_q8_0_q8_0 = gemm_pairs<gemm_q8_0_q8_0>;
-  t.axpy_rows_q4_0_f32 = axpy_rows<axpy_q4_0_f32>;
-  t.axpy_rows_q8_0_f32 = axpy_rows<axpy_q8_0_f32>;
   t.down_rows_q4_0 = down_rows<true>;
   t.down_rows_q8_0 = down_rows<false>;
   t.axpy_f32 = axpy_f32;

@@ -166,7 +166,6 @@ struct Avx2 {
     d = _cvtsh_ss(load_u16(b));
   }
 
-  static constexpr bool own_axpy_rows(WKind) { return false; }
 
   static float f16_to_f32(uint16_t h) { return _cvtsh_ss(h); }
 

@@ -225,44 +225,6 @@ struct Avx512 {
     }
   }
 
-  // y is loaded and stored once per block for all NR rows; the adds happen in list order.
-  // q4_0 goes four blocks at a time: one byte permute gathers the four scales of a row and
-  // one multiply makes its four coefficients v * d, which the blocks then read back as
-  // memory broadcasts (load port, not the shuffle unit the nibble expansion needs).
-  static constexpr bool own_axpy_rows(WKind k) { return k == WKind::q4_0; }
-
-  template <WKind K, int NR>
-  static void axpy_rows_tile(int64_t k, const uint8_t* const* w, const float* v, float* y) {
-    const int64_t nb = k / QK8_0;
-    if constexpr (K == WKind::q4_0) {
-      const __m512i d_idx = q4_d_index();
-      const __m128i m4 = _mm_set1_epi8(0x0F), eight = _mm_set1_epi8(8);
-      alignas(64) float c[NR][16];  // [r][4b]: v[r] * d of block 4u + b
-      for (int64_t u = 0; u < (nb + 3) / 4; ++u) {
-        const int64_t nbu = std::min<int64_t>(4, nb - 4 * u);
-        for (int r = 0; r < NR; ++r) {
-          const __m512i a = _mm512_maskz_loadu_epi8(byte_mask(nbu * 18), w[r] + u * 72);
-          const __m512 d = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi8(d_idx, a)));
-          _mm512_store_ps(c[r], _mm512_mul_ps(d, _mm512_set1_ps(v[r])));
-        }
-        for (int64_t b = 0; b < nbu; ++b) {
-          const int64_t ib = 4 * u + b;
-          __m512 y0 = _mm512_loadu_ps(y + ib * 32), y1 = _mm512_loadu_ps(y + ib * 32 + 16);
-          for (int r = 0; r < NR; ++r) {
-            const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w[r] + ib * 18 + 2));
-            const __m128i lo = _mm_sub_epi8(_mm_and_si128(q, m4), eight);
-            const __m128i hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(q, 4), m4), eight);
-            const __m512 cb = _mm512_set1_ps(c[r][4 * b]);
-            y0 = _mm512_fmadd_ps(cb, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(lo)), y0);
-            y1 = _mm512_fmadd_ps(cb, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(hi)), y1);
-          }
-          _mm512_storeu_ps(y + ib * 32, y0);
-          _mm512_storeu_ps(y + ib * 32 + 16, y1);
-        }
-      }
-    }
-  }
-
   static float f16_to_f32(uint16_t h) { return _cvtsh_ss(h); }
 
   using V = __m512;
