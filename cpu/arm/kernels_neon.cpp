@@ -187,18 +187,10 @@ void down_rows(int64_t k, int64_t n_idx, const int32_t* idx, const void* w, size
   }
   constexpr int64_t bs = Q4 ? 18 : 34;
   const int64_t nb = k / QK8_0, ng = (n_idx + 3) / 4;
-  const auto* wb = static_cast<const uint8_t*>(w);
-  const uint8_t* rows[k_down_rows_max];
+  const DownRowGroups grp(n_idx, idx, w, wrb, a);
+  const uint8_t* const* rows = grp.rows;
   float32x4_t av[k_down_rows_max / 4];  // group g: lane r = a of its row r (0 for padding)
-  for (int64_t g = 0; g < ng; ++g) {
-    float v[4];
-    for (int r = 0; r < 4; ++r) {
-      const int64_t i = 4 * g + r;
-      rows[i] = wb + static_cast<size_t>(idx[std::min(i, n_idx - 1)]) * wrb;
-      v[r] = i < n_idx ? a[idx[i]] : 0.0f;
-    }
-    av[g] = vld1q_f32(v);
-  }
+  for (int64_t g = 0; g < ng; ++g) av[g] = vld1q_f32(grp.a + 4 * g);
   // Low byte of each int32 lane, repeated: the group's 4 coefficients in every lane.
   static constexpr uint8_t k_pack[16] = {0, 4, 8, 12, 0, 4, 8, 12, 0, 4, 8, 12, 0, 4, 8, 12};
   const uint8x16_t pack = vld1q_u8(k_pack), m4 = vdupq_n_u8(0x0F);

@@ -84,6 +84,22 @@ struct RowList {
 // 4 beat 2, 6, 8 and 16 on this machine's output-head GEMV (bench/RESULTS.md, session 4).
 inline constexpr int64_t k_prefetch_rows = 4;
 
+// down_rows (kernel_table.h DownRowsFn) in the SIMD tables: the listed rows in groups of 4, the
+// last group padded with the last listed row and coefficient 0 (its products are exact zeros).
+// n_idx >= 1.
+struct DownRowGroups {
+  int64_t ng;
+  const uint8_t* rows[k_down_rows_max];
+  alignas(16) float a[k_down_rows_max];  // a of row 4 g + r, 0 for padding
+  DownRowGroups(int64_t n_idx, const int32_t* idx, const void* w, size_t wrb, const float* av) : ng((n_idx + 3) / 4) {
+    const auto* wb = static_cast<const uint8_t*>(w);
+    for (int64_t i = 0; i < 4 * ng; ++i) {
+      rows[i] = wb + static_cast<size_t>(idx[std::min(i, n_idx - 1)]) * wrb;
+      a[i] = i < n_idx ? av[idx[i]] : 0.0f;
+    }
+  }
+};
+
 template <class I>
 struct Glue {
   using Prep = typename I::Prep;

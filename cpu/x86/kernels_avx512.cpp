@@ -339,18 +339,10 @@ void down_rows(int64_t k, int64_t n_idx, const int32_t* idx, const void* w, size
   constexpr int64_t bpu = Q4 ? 4 : 2;  // blocks per unit
   constexpr int64_t bs = Q4 ? 18 : 34;
   const int64_t nb = k / QK8_0, ng = (n_idx + 3) / 4;
-  const auto* wb = static_cast<const uint8_t*>(w);
-  const uint8_t* rows[k_down_rows_max];
-  __m512 av[k_down_rows_max / 4];  // group g: lane dword r = a of its row r (0 for padding)
-  for (int64_t g = 0; g < ng; ++g) {
-    alignas(16) float v[4];
-    for (int r = 0; r < 4; ++r) {
-      const int64_t i = 4 * g + r;
-      rows[i] = wb + static_cast<size_t>(idx[std::min(i, n_idx - 1)]) * wrb;
-      v[r] = i < n_idx ? a[idx[i]] : 0.0f;
-    }
-    av[g] = _mm512_broadcast_f32x4(_mm_load_ps(v));
-  }
+  const DownRowGroups grp(n_idx, idx, w, wrb, a);
+  const uint8_t* const* rows = grp.rows;
+  __m512 av[k_down_rows_max / 4];  // group g: lane dword r = a of its row r
+  for (int64_t g = 0; g < ng; ++g) av[g] = _mm512_broadcast_f32x4(_mm_load_ps(grp.a + 4 * g));
   const __m512i qs_idx = Q4 ? q4_qs_index() : q8_qs_index(), d_idx = down_d_index(Q4);
   const __m512i bcast = lane_bcast_index(), m4 = _mm512_set1_epi8(0x0F), sign = _mm512_set1_epi8(-128);
   __m512 cbuf[k_down_rows_max / 4];
