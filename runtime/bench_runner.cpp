@@ -315,8 +315,26 @@ std::string model_type(const Model& m) {
 
 }  // namespace
 
+namespace {
+Status bench_model(const BenchOptions& o, const Model& model, bool use_mmap, const BenchProgress& progress,
+                   std::vector<BenchRecord>& records);
+}  // namespace
+
 Result<std::vector<BenchRecord>> run_bench(const BenchOptions& o, const BenchProgress& progress) {
-  TANDEM_ASSIGN_OR_RETURN(Model model, Model::load(o.model));
+  if (o.use_mmap.empty()) return make_error(ErrorCode::invalid_argument, "bench: --mmap needs at least one value");
+  std::vector<BenchRecord> records;
+  // One load of the model per -mmp value (mapped, or read into memory), the other lists inside.
+  for (int mmp : o.use_mmap) {
+    TANDEM_ASSIGN_OR_RETURN(Model model, Model::load(o.model, mmp ? FileLoad::mmap : FileLoad::read));
+    TANDEM_RETURN_IF_ERROR(bench_model(o, model, mmp != 0, progress, records));
+  }
+  return records;
+}
+
+namespace {
+
+Status bench_model(const BenchOptions& o, const Model& model, bool use_mmap, const BenchProgress& progress,
+                   std::vector<BenchRecord>& records) {
   TANDEM_RETURN_IF_ERROR(check_options(o, model.shape()));
 
   BenchRecord base;
@@ -338,11 +356,11 @@ Result<std::vector<BenchRecord>> run_bench(const BenchOptions& o, const BenchPro
   base.cpu_ops = o.cpu_ops;
   base.type_k = std::string(dtype_name(o.cache_type));
   base.repetitions = o.repetitions;
+  base.use_mmap = use_mmap;
 
-  const size_t n_total = o.placement.size() * o.device.size() * o.plan.size() * o.mem_limit.size() *
-                         o.n_threads.size() * o.n_ubatch.size() * o.n_prompt.size() * o.n_gen.size();
+  const size_t n_total = o.use_mmap.size() * o.placement.size() * o.device.size() * o.plan.size() *
+                         o.mem_limit.size() * o.n_threads.size() * o.n_ubatch.size() * o.n_prompt.size() * o.n_gen.size();
   Runner runner{o, model, progress, 0};
-  std::vector<BenchRecord> records;
   for (const std::string& placement : o.placement)
     for (const std::string& device : o.device)
       for (const auto& plan : o.plan)
@@ -360,8 +378,8 @@ Result<std::vector<BenchRecord>> run_bench(const BenchOptions& o, const BenchPro
                   rec.n_ubatch = ub;
                   rec.n_prompt = p;
                   rec.n_gen = n;
-                  const std::string tag = fmt::format("[{}/{}] {} t={} ub={} p={} n={}", records.size() + 1, n_total,
-                                                      placement, rec.n_threads, ub, p, n);
+                  const std::string tag = fmt::format("[{}/{}] {}{} t={} ub={} p={} n={}", records.size() + 1, n_total,
+                                                      placement, use_mmap ? "" : " no-mmap", rec.n_threads, ub, p, n);
                   rec.date = utc_now();
                   ExecutorOptions eo;
                   eo.placement = placement;
@@ -378,8 +396,10 @@ Result<std::vector<BenchRecord>> run_bench(const BenchOptions& o, const BenchPro
                     rec.peak_rss_mib = static_cast<double>(std::max(ms->peak_rss_bytes, runner.peak_rss_bytes)) / k_mib;
                   records.push_back(std::move(rec));
                 }
-  return records;
+  return Status::success();
 }
+
+}  // namespace
 
 // ---- output ---------------------------------------------------------------------------------
 
@@ -405,6 +425,7 @@ nlohmann::ordered_json to_json(const BenchRecord& r) {
   j["device"] = r.device;
   j["plan"] = r.plan;
   j["mem_limit"] = r.mem_limit;
+  j["use_mmap"] = r.use_mmap;
   j["cpu_ops"] = r.cpu_ops;
   j["type_k"] = r.type_k;
   j["n_threads"] = r.n_threads;
@@ -530,7 +551,8 @@ std::string bench_markdown(const std::vector<BenchRecord>& records) {
   out += "\n" + sep + "\n";
   for (const BenchRecord& r : records) {
     std::vector<std::string> c = {r.model_type, human_size(r.model_size), human_params(r.model_n_params),
-                                  r.placement + (r.device.empty() ? "" : " " + r.device) + (r.plan.empty() ? "" : " plan"),
+                                  r.placement + (r.device.empty() ? "" : " " + r.device) + (r.plan.empty() ? "" : " plan") +
+                                      (r.use_mmap ? "" : " no-mmap"),
                                   r.isa + (r.cpu_ops == "fast" ? "" : " (" + r.cpu_ops + ")"), std::to_string(r.n_threads),
                                   std::to_string(r.n_ubatch)};
     const auto ts = [](double avg, double sd) { return fmt::format("{:.2f} ± {:.2f}", avg, sd); };

@@ -239,6 +239,33 @@ TEST_CASE("bench: sweeps give one record per combination, unavailable ones as ro
   }
 }
 
+TEST_CASE("bench: --mmap 1,0 benches the mapped model and the one read into memory", "[bench]") {
+  TinyModel m;
+  BenchOptions o = small(m.path);
+  o.repetitions = 1;
+  o.use_mmap = {1, 0};
+  o.n_threads = {1, 2};
+  auto r = run_bench(o, nullptr);
+  INFO(r.status().message());
+  REQUIRE(r.ok());
+  REQUIRE(r->size() == 4);
+  for (size_t i = 0; i < 4; ++i) {
+    CAPTURE(i);
+    CHECK((*r)[i].use_mmap == (i < 2));
+    CHECK((*r)[i].n_threads == (i % 2 == 0 ? 1 : 2));
+    CHECK((*r)[i].available);
+    CHECK((*r)[i].tg_avg_ts > 0);
+    CHECK((*r)[i].bytes_per_token == (*r)[0].bytes_per_token);  // same weights read either way
+  }
+  const std::string md = bench_markdown(*r);
+  CHECK_THAT(md, Contains("| cpu no-mmap |"));
+  const auto j = nlohmann::json::parse(bench_json(*r));
+  CHECK(j[0]["use_mmap"] == true);
+  CHECK(j[2]["use_mmap"] == false);
+  o.use_mmap.clear();
+  CHECK_FALSE(run_bench(o, nullptr).ok());
+}
+
 TEST_CASE("bench: bad values and a missing model are errors", "[bench]") {
   TinyModel m;
   BenchOptions o = small(m.path);

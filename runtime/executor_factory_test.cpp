@@ -124,6 +124,44 @@ TEST_CASE("make_executor: --transpose-down at load matches the transposed file",
   }
 }
 
+TEST_CASE("make_executor: a model read into memory (--no-mmap) gives the mapped model's logits, and no streaming",
+          "[executor]") {
+  test::TempDir dir;
+  MakeModelOptions mo;
+  mo.dtype = DType::q4_0;
+  mo.transpose_down = true;
+  REQUIRE(make_model(mo, dir / "m.gguf").ok());
+  auto mapped = Model::load(dir / "m.gguf");
+  auto read = Model::load(dir / "m.gguf", FileLoad::read);
+  REQUIRE(mapped.ok());
+  REQUIRE(read.ok());
+  CHECK(mapped->content_hash() == read->content_hash());  // plans made for one fit the other
+  const auto tokens = testing::random_tokens(12, mapped->shape().n_vocab, 5);
+  auto ex_mapped = make_executor(*mapped, small_options());
+  auto ex_read = make_executor(*read, small_options());
+  REQUIRE(ex_mapped.ok());
+  REQUIRE(ex_read.ok());
+  CHECK(eval_all(**ex_read, tokens) == eval_all(**ex_mapped, tokens));
+
+  // Streaming would drop the copy's pages (zeroing weights): refused, naming the flag.
+  ExecutorOptions limited = small_options();
+  limited.mem_limit = uint64_t{65} << 20;  // above the fixed part (64.2 MiB), below the experts
+  auto refused = make_executor(*read, limited);
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.status().code() == ErrorCode::invalid_argument);
+  CHECK_THAT(refused.status().message(), Catch::Matchers::Contains("--no-mmap"));
+  ExecutorOptions planned = small_options();
+  const Plan plan = cpu_plan(*read);
+  const auto plan_path = dir / "p.plan.json";
+  REQUIRE(save_plan(plan, plan_path).ok());
+  planned.plan = plan_path;
+  auto refused_plan = make_executor(*read, planned);
+  REQUIRE_FALSE(refused_plan.ok());
+  CHECK_THAT(refused_plan.status().message(), Catch::Matchers::Contains("--no-mmap"));
+  // The mapped model streams with the same plan.
+  CHECK(make_executor(*mapped, planned).ok());
+}
+
 TEST_CASE("make_executor: bad choices are named", "[executor]") {
   test::TempDir dir;
   auto model = testing::make_and_load(MakeModelOptions{}, dir / "m.gguf");

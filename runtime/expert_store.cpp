@@ -233,6 +233,13 @@ Result<std::unique_ptr<ExpertStore>> ExpertStore::create(const Model& model,
                       config.n_expert, model.name(), shape.n_layer, shape.n_expert);
   }
   const bool any_stream = config.count(StoreTier::stream) > 0;
+  if (any_stream && !model.file().file_backed()) {
+    return make_error(ErrorCode::invalid_argument,
+                      "{}: the model was read into memory (--no-mmap), so all of it is resident and none of it can be "
+                      "dropped: streaming {} experts from storage (--mem-limit, a plan's storage tier) needs the "
+                      "model mapped; drop --no-mmap",
+                      model.file().path().string(), config.count(StoreTier::stream));
+  }
   auto store = std::unique_ptr<ExpertStore>(new ExpertStore(model, std::move(config)));
   if (any_stream) {
     cache_options.n_slots = store->config_.n_slots;
@@ -275,6 +282,10 @@ Status ExpertStore::drop_streamed_pages() const {
   const GgufFile& file = model_.file();
   const std::span<const uint8_t> map = file.mapping();
   if (map.empty()) return Status::success();
+  if (!file.file_backed()) {  // MADV_DONTNEED would zero a copy (create() refuses this case)
+    return make_error(ErrorCode::invalid_argument, "{}: the model is a copy in memory (--no-mmap), not a mapping",
+                      file.path().string());
+  }
   const long page = ::sysconf(_SC_PAGESIZE);
   const auto lo = reinterpret_cast<uintptr_t>(map.data()) & ~uintptr_t(page - 1);
   const uintptr_t hi = reinterpret_cast<uintptr_t>(map.data()) + map.size();

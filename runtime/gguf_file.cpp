@@ -490,8 +490,8 @@ GgufFile::GgufFile(GgufFile&&) noexcept = default;
 GgufFile& GgufFile::operator=(GgufFile&&) noexcept = default;
 GgufFile::~GgufFile() = default;
 
-Result<GgufFile> GgufFile::open(const std::filesystem::path& path) {
-  auto mapped = MappedFile::open(path);
+Result<GgufFile> GgufFile::open(const std::filesystem::path& path, FileLoad load) {
+  auto mapped = MappedFile::open(path, load);
   if (!mapped.ok()) return mapped.status();
   auto impl = std::make_unique<Impl>();
   impl->path = path;
@@ -534,6 +534,9 @@ const std::vector<GgufTensorInfo>& GgufFile::tensors() const {
 }
 std::span<const uint8_t> GgufFile::mapping() const {
   return impl_->data;
+}
+bool GgufFile::file_backed() const {
+  return impl_->mapping.has_value() && impl_->mapping->file_backed();
 }
 
 const GgufKv* GgufFile::find_kv(std::string_view key) const {

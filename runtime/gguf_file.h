@@ -28,6 +28,7 @@
 #include "core/dtype.h"
 #include "core/status.h"
 #include "core/tensor_view.h"
+#include "runtime/mapped_file.h"
 
 namespace tandem {
 
@@ -112,7 +113,8 @@ struct GgufTensorInfo {
 
 class GgufFile {
  public:
-  static Result<GgufFile> open(const std::filesystem::path& path);
+  // load: mapped (default) or read into anonymous huge-page memory (runtime/mapped_file.h).
+  static Result<GgufFile> open(const std::filesystem::path& path, FileLoad load = FileLoad::mmap);
   // Parses an in-memory image (fuzzing, tests); `data` must outlive the object.
   static Result<GgufFile> parse(std::span<const uint8_t> data, std::string display_name);
 
@@ -151,6 +153,9 @@ class GgufFile {
 
   // The whole mapping (for zero-copy import into a GPU and for content hashing).
   std::span<const uint8_t> mapping() const;
+  // True when mapping() is the file's own pages (open() with FileLoad::mmap): what streaming
+  // experts needs, since it drops them and reads the file again. False for a copy or parse().
+  bool file_backed() const;
 
  private:
   struct Impl;

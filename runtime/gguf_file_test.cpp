@@ -1,10 +1,12 @@
 // GgufFile: opening files, type-strict getters, key-or-array, tensor views, version 2.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <fstream>
 
 #include "runtime/gguf_file.h"
 #include "runtime/gguf_writer.h"
+#include "runtime/model_maker.h"
 #include "support/test_support.h"
 
 using namespace tandem;
@@ -140,6 +142,38 @@ TEST_CASE("GgufFile::open reports missing, empty and non-GGUF files", "[gguf]") 
 
   auto folder = GgufFile::open(dir.path());
   REQUIRE_FALSE(folder.ok());
+}
+
+TEST_CASE("GgufFile::open with FileLoad::read holds the same bytes as the mapping, as a copy", "[gguf]") {
+  test::TempDir dir("tandem-gguf-read");
+  MakeModelOptions o;
+  o.preset = "tiny";
+  o.dtype = DType::q4_0;
+  REQUIRE(make_model(o, dir / "m.gguf").ok());
+  auto mapped = GgufFile::open(dir / "m.gguf");
+  auto read = GgufFile::open(dir / "m.gguf", FileLoad::read);
+  REQUIRE(mapped.ok());
+  REQUIRE(read.ok());
+  CHECK(mapped->file_backed());
+  CHECK_FALSE(read->file_backed());
+  REQUIRE(read->mapping().size() == mapped->mapping().size());
+  CHECK(read->mapping().data() != mapped->mapping().data());
+  CHECK(std::equal(read->mapping().begin(), read->mapping().end(), mapped->mapping().begin()));
+  REQUIRE(read->tensors().size() == mapped->tensors().size());
+  const GgufTensorInfo& t = read->tensors().back();
+  CHECK(read->tensor_view(t).data != mapped->tensor_view(mapped->tensors().back()).data);
+  // A parsed image is not file-backed either.
+  auto parsed = GgufFile::parse(mapped->mapping(), "image");
+  REQUIRE(parsed.ok());
+  CHECK_FALSE(parsed->file_backed());
+
+  auto missing = GgufFile::open(dir / "absent.gguf", FileLoad::read);
+  REQUIRE_FALSE(missing.ok());
+  CHECK(missing.status().code() == ErrorCode::not_found);
+  { std::ofstream(dir / "text.gguf") << "hello, this is not a model"; }
+  auto text = GgufFile::open(dir / "text.gguf", FileLoad::read);
+  REQUIRE_FALSE(text.ok());
+  CHECK_THAT(text.status().message(), Contains("bad magic 'hell'"));
 }
 
 // tests/fuzz/corpus is written by tests/fuzz/make_corpus.py, a GGUF writer independent of ours:

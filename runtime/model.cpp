@@ -189,8 +189,8 @@ Result<ModelShape> read_model_shape(const GgufFile& f) {
   return s;
 }
 
-Result<Model> Model::load(const std::filesystem::path& path) {
-  auto f = GgufFile::open(path);
+Result<Model> Model::load(const std::filesystem::path& path, FileLoad load) {
+  auto f = GgufFile::open(path, load);
   if (!f.ok()) return f.status();
   return from_file(std::move(f).value());
 }

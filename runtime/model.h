@@ -26,7 +26,8 @@ Result<ModelShape> read_model_shape(const GgufFile& file);
 
 class Model {
  public:
-  static Result<Model> load(const std::filesystem::path& path);
+  // load: FileLoad::mmap (default) or FileLoad::read (--no-mmap; runtime/mapped_file.h).
+  static Result<Model> load(const std::filesystem::path& path, FileLoad load = FileLoad::mmap);
   static Result<Model> from_file(GgufFile file);  // takes ownership
 
   const GgufFile& file() const { return file_; }

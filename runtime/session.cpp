@@ -32,7 +32,8 @@ Session::Session(Model model, Tokenizer tokenizer, SessionOptions options)
 }
 
 Result<std::unique_ptr<Session>> Session::open(const SessionOptions& options) {
-  TANDEM_ASSIGN_OR_RETURN(Model model, Model::load(options.model_path));
+  TANDEM_ASSIGN_OR_RETURN(Model model,
+                          Model::load(options.model_path, options.use_mmap ? FileLoad::mmap : FileLoad::read));
   TANDEM_ASSIGN_OR_RETURN(Tokenizer tokenizer, Tokenizer::from_gguf(model.file()));
   if (tokenizer.n_vocab() > static_cast<int32_t>(model.shape().n_vocab)) {
     return make_error(ErrorCode::invalid_file, "{}: the tokenizer has {} tokens but the model's vocabulary is {}",

@@ -39,6 +39,7 @@ struct SessionOptions {
   uint32_t n_ubatch = 512;        // -ub
   int n_threads = 0;              // -t; 0 = all hardware threads
   DType cache_type = DType::f16;  // --cache-type-k (K and V)
+  bool use_mmap = true;           // false: --no-mmap (Model::load with FileLoad::read)
   SamplerParams sampling;
   // Where the work runs (executor_factory.h): placement, device, cpu_ops, plan, mem_limit,
   // trace. Its n_ctx/n_ubatch/n_threads/cache_type are taken from the fields above.

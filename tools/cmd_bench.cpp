@@ -25,7 +25,7 @@ namespace {
 struct BenchCli {
   std::string model;
   std::string n_prompt = "128", n_gen = "64", threads = "0", ubatch = "512";
-  std::string placement = "cpu", device, plan, mem_limit = "0";
+  std::string placement = "cpu", device, plan, mem_limit = "0", mmap = "1";
   bool auto_plan = false;
   std::string hardware;
   uint32_t repetitions = 5;
@@ -84,11 +84,13 @@ Status plan_automatically(const CLI::App& sub, const BenchCli& c, BenchOptions& 
 }
 
 int run_bench_cmd(const CLI::App& sub, BenchCli& c) {
-  // llama-bench's -ub (one dash, two letters) cannot be declared to CLI11: read it here.
+  // llama-bench's -ub (one dash, two letters) cannot be declared to CLI11: read it here. (Its -mmp
+  // cannot even be read from the leftovers: CLI11 takes it as -m mp; --mmap it is.)
   const std::vector<std::string> rest = sub.remaining();
   for (size_t i = 0; i < rest.size(); ++i) {
     if (rest[i] == "-ub" && i + 1 < rest.size()) {
       c.ubatch = rest[++i];
+
     } else {
       return report_error(make_error(ErrorCode::invalid_argument, "unknown argument '{}' (see --help)", rest[i]));
     }
@@ -102,13 +104,15 @@ int run_bench_cmd(const CLI::App& sub, BenchCli& c) {
   auto n = numbers<uint32_t>("-n", c.n_gen, 0, 1 << 24);
   auto t = numbers<int>("-t", c.threads, 0, 4096);
   auto ub = numbers<uint32_t>("-ub", c.ubatch, 1, 1 << 20);
-  for (const Status* s : {&p.status(), &n.status(), &t.status(), &ub.status()}) {
+  auto mmp = numbers<int>("--mmap", c.mmap, 0, 1);
+  for (const Status* s : {&p.status(), &n.status(), &t.status(), &ub.status(), &mmp.status()}) {
     if (!s->ok()) return report_error(*s);
   }
   o.n_prompt = *p;
   o.n_gen = *n;
   o.n_threads = *t;
   o.n_ubatch = *ub;
+  o.use_mmap = *mmp;
   o.placement = split(c.placement);
   o.device = split(c.device);
   o.plan.clear();
@@ -178,6 +182,10 @@ const CommandRegistration reg{
                    "profile, --mem-limit as the RAM budget) and bench that plan; placement: the plan's unless given");
       sub.add_option("--hardware", c->hardware, "with --auto: hardware profile JSON from `tandem calibrate`");
       sub.add_option("--mem-limit", c->mem_limit, "resident memory limit(s) (e.g. 1G), comma list; 0 = none")
+          ->capture_default_str();
+      sub.add_option("--mmap", c->mmap,
+                     "1: map the model (default); 0: read it into memory with transparent huge pages (as `tandem "
+                     "run --no-mmap`); comma list (llama-bench's -mmp)")
           ->capture_default_str();
       sub.add_option("--cpu-ops", c->cpu_ops, "fast (SIMD kernel table) | plain")->capture_default_str();
       sub.add_option("--cache-type-k", c->cache_type, "KV cache type: f16 | f32")->capture_default_str();
