@@ -98,7 +98,8 @@ Status expert_ffn(const KernelTable& kt, const ExpertFfnWeights& w, FfnMode mode
   if (transposed && T == 1) ws.part.resize(static_cast<size_t>(n_chunk * n_embd));
 
   // Phase 1, per neuron chunk: gate for all tokens, up for the active rows (a batch: only the
-  // pairs whose gate is on), a = relu(g) * u, and (transposed) the chunk's parts of the down.
+  // pairs whose gate is on), a = relu(g) * u, and (one token, transposed) the chunk's part of
+  // the down.
   runner.parallel_for(n_chunk, [&](int64_t c) {
     const int64_t j0 = c * k_ffn_chunk, j1 = std::min(n_ff, j0 + k_ffn_chunk);
     float* g = ws.g.data();
@@ -166,7 +167,8 @@ Status expert_ffn(const KernelTable& kt, const ExpertFfnWeights& w, FfnMode mode
     if (transposed && T == 1) down_rows(n_embd, n_idx, idx, down, w.down.nb[1], a, ws.part.data() + c * n_embd);
   });
 
-  // Phase 2: y over output columns/rows, each written by exactly one chunk.
+  // Phase 2: the down's sums: one token's parts in chunk order; a batch's tokens, one task each,
+  // through the chunks in order; or (standard layout) output rows, each written by one chunk.
   if (transposed && T == 1) {
     // y = part_0 + part_1 + ... (chunk order), then acc += route_w * y.
     float* y = ws.y.data();

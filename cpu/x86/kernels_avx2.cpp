@@ -328,12 +328,13 @@ void down_rows(int64_t k, int64_t n_idx, const int32_t* idx, const void* w, size
     for (int m = 0; m < (Q4 ? 8 : 4); ++m) f[m] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(acc[m], corr)), s);
     float* yu = y + u * bpu * QK8_0;
     if constexpr (Q4) {
-      // f[4 h + m] lane L: columns 32 L + 16 h + 4 m .. + 3.
-      for (int L = 0; L < nbu; ++L) {
-        const int sel = L == 0 ? 0x20 : 0x31;
-        for (int h = 0; h < 2; ++h) {
-          _mm256_storeu_ps(yu + 32 * L + 16 * h, _mm256_permute2f128_ps(f[4 * h], f[4 * h + 1], sel));
-          _mm256_storeu_ps(yu + 32 * L + 16 * h + 8, _mm256_permute2f128_ps(f[4 * h + 2], f[4 * h + 3], sel));
+      // f[4 h + m] lane L: columns 32 L + 16 h + 4 m .. + 3 (the selector must be an immediate).
+      for (int h = 0; h < 2; ++h) {
+        _mm256_storeu_ps(yu + 16 * h, _mm256_permute2f128_ps(f[4 * h], f[4 * h + 1], 0x20));
+        _mm256_storeu_ps(yu + 16 * h + 8, _mm256_permute2f128_ps(f[4 * h + 2], f[4 * h + 3], 0x20));
+        if (nbu > 1) {
+          _mm256_storeu_ps(yu + 32 + 16 * h, _mm256_permute2f128_ps(f[4 * h], f[4 * h + 1], 0x31));
+          _mm256_storeu_ps(yu + 32 + 16 * h + 8, _mm256_permute2f128_ps(f[4 * h + 2], f[4 * h + 3], 0x31));
         }
       }
     } else {
