@@ -7,11 +7,10 @@
 //     MADV_HUGEPAGE, then made read-only, and the file's page cache dropped (POSIX_FADV_DONTNEED)
 //     so the bytes are not held twice. llama.cpp's --no-mmap, plus transparent huge pages: with
 //     2 MiB pages one TLB entry covers a whole 4b expert matrix, where 4 KiB file pages need
-//     hundreds (4b q4_0 generation +15-20% on this project's CI machine, bench/RESULTS.md). All
+//     hundreds (4b q4_0 generation +10-25% on this project's CI machine, bench/RESULTS.md). All
 //     of it is resident (RSS = file size) and cannot be dropped page by page (no streaming).
-// Errors: not_found (no such file), io_error (open/stat/mmap/read failed, or the file ended
-// early), out_of_memory-like failures of the anonymous mapping as io_error; each names the path
-// and the OS reason.
+// Errors: not_found (no such file), io_error (open/stat/mmap/read failed, the file ended
+// early, or no memory for the copy); each names the path and the OS reason.
 #pragma once
 
 #include <cstdint>

@@ -85,7 +85,7 @@ inline void add_model_options(CLI::App& sub, CommonOptions& o, bool with_trace =
   sub.add_flag("--no-mmap", o.no_mmap,
                "read the model into memory (anonymous, transparent huge pages) instead of mapping it, as llama.cpp's"
                " --no-mmap: slower start and all of it resident, but fewer TLB misses on the weights (4b q4_0 genera"
-               "tion +15-20% on a 2-core Zen 4, bench/RESULTS.md). Not with --mem-limit or a plan's storage tier (st"
+               "tion +10-25% on a 2-core Zen 4, bench/RESULTS.md). Not with --mem-limit or a plan's storage tier (st"
                "reaming needs the mapping)");
   sub.add_option("--cache-policy", o.cache_policy,
                  "replacement policy of the streamed experts' RAM cache: lru or frequency (LRFU with the profile's prior)")
