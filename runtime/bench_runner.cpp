@@ -316,22 +316,6 @@ std::string model_type(const Model& m) {
 }  // namespace
 
 namespace {
-Status bench_model(const BenchOptions& o, const Model& model, bool use_mmap, const BenchProgress& progress,
-                   std::vector<BenchRecord>& records);
-}  // namespace
-
-Result<std::vector<BenchRecord>> run_bench(const BenchOptions& o, const BenchProgress& progress) {
-  if (o.use_mmap.empty()) return make_error(ErrorCode::invalid_argument, "bench: --mmap needs at least one value");
-  std::vector<BenchRecord> records;
-  // One load of the model per -mmp value (mapped, or read into memory), the other lists inside.
-  for (int mmp : o.use_mmap) {
-    TANDEM_ASSIGN_OR_RETURN(Model model, Model::load(o.model, mmp ? FileLoad::mmap : FileLoad::read));
-    TANDEM_RETURN_IF_ERROR(bench_model(o, model, mmp != 0, progress, records));
-  }
-  return records;
-}
-
-namespace {
 
 Status bench_model(const BenchOptions& o, const Model& model, bool use_mmap, const BenchProgress& progress,
                    std::vector<BenchRecord>& records) {
@@ -400,6 +384,17 @@ Status bench_model(const BenchOptions& o, const Model& model, bool use_mmap, con
 }
 
 }  // namespace
+
+Result<std::vector<BenchRecord>> run_bench(const BenchOptions& o, const BenchProgress& progress) {
+  if (o.use_mmap.empty()) return make_error(ErrorCode::invalid_argument, "bench: --mmap needs at least one value");
+  std::vector<BenchRecord> records;
+  // One load of the model per --mmap value (mapped, or read into memory), the other lists inside.
+  for (int mmp : o.use_mmap) {
+    TANDEM_ASSIGN_OR_RETURN(Model model, Model::load(o.model, mmp ? FileLoad::mmap : FileLoad::read));
+    TANDEM_RETURN_IF_ERROR(bench_model(o, model, mmp != 0, progress, records));
+  }
+  return records;
+}
 
 // ---- output ---------------------------------------------------------------------------------
 
