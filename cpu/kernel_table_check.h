@@ -3,8 +3,8 @@
 // (tests/neon/neon_main.cpp, which cannot use Catch2 under qemu). Test code: include only
 // from tests.
 //
-// Shapes: k in {32, 64, 96, 160, 256, 1536, 2592} (below/at/above the 32-block, the 64-pair
-// and 16-float tiles, odd block counts), rows in {1, 3, 7, 8, 9, 17, 64, 768} (row tiles of
+// Shapes: k in {32, 64, 96, 160, 256, 512, 992, 1536, 2592} (below/at/above the 32-block, the
+// 64-pair, 16-float and 16-block tiles, odd block counts: 992 is 31 blocks, 2592 is 81), rows in {1, 3, 7, 8, 9, 17, 64, 768} (row tiles of
 // 2 and 4), tokens 1..9 (token tiles of 4). Weights sit at 2- or 4-byte (not 16/64-byte)
 // aligned addresses with padded row strides. Bounds are the ones kernel_table.h states.
 #pragma once
@@ -36,7 +36,7 @@ struct Rng {
   float uniform(float lo, float hi) { return lo + (hi - lo) * static_cast<float>(next() >> 40) / 16777216.0f; }
 };
 
-inline constexpr int64_t k_ks[] = {32, 64, 96, 160, 256, 1536, 2592};
+inline constexpr int64_t k_ks[] = {32, 64, 96, 160, 256, 512, 992, 1536, 2592};
 inline constexpr int64_t k_rows[] = {1, 3, 7, 8, 9, 17, 64, 768};
 inline constexpr double k_u = 1.0 / 8388608.0;  // 2^-23
 

@@ -17,6 +17,8 @@ struct Neon {
     int8_t qs[32];
     float dx;
   };
+  template <WKind>
+  using PrepFor = Prep;
 
   template <WKind>
   static int64_t prep_units(int64_t nb) {

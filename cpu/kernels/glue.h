@@ -8,7 +8,8 @@
 // gets the including file's compiler flags.
 //
 // Traits contract (all static; `K` a WKind or FKind, NR rows x NT tokens, NT <= 4):
-//   Prep                               aligned per-activation-row unit, any layout
+//   PrepFor<K>                         aligned per-activation-row unit for weights of
+//                                      kind K, any layout
 //   prep_units<K>(nb) -> int64_t       units per activation row of nb q8_0 blocks
 //   prepare<K>(x, nb, out)             nb blocks of q8_0 -> prep_units<K>(nb) units
 //   q_rows(NT) -> int (constexpr)      row tile of the quantized GEMM for NT tokens
@@ -102,11 +103,13 @@ struct DownRowGroups {
 
 template <class I>
 struct Glue {
-  using Prep = typename I::Prep;
+  template <WKind K>
+  using Prep = typename I::template PrepFor<K>;
 
   // Per-thread scratch: activations are small (k/32 blocks x n_tok); weights are the stream.
-  static std::vector<Prep>& prep_buffer(size_t n) {
-    thread_local std::vector<Prep> buf;
+  template <WKind K>
+  static std::vector<Prep<K>>& prep_buffer(size_t n) {
+    thread_local std::vector<Prep<K>> buf;
     if (buf.size() < n) buf.resize(n);
     return buf;
   }
@@ -114,9 +117,9 @@ struct Glue {
   // The n_tok q8_0 activation rows (xrb bytes apart) in I's Prep form, prep_units(nb) each,
   // in this thread's scratch.
   template <WKind K>
-  static const std::vector<Prep>& prepare_all(int64_t nb, const void* x, size_t xrb, int64_t n_tok) {
+  static const std::vector<Prep<K>>& prepare_all(int64_t nb, const void* x, size_t xrb, int64_t n_tok) {
     const int64_t nu = I::template prep_units<K>(nb);
-    std::vector<Prep>& buf = prep_buffer(static_cast<size_t>(nu * n_tok));
+    std::vector<Prep<K>>& buf = prep_buffer<K>(static_cast<size_t>(nu * n_tok));
     const auto* xb = static_cast<const uint8_t*>(x);
     for (int64_t t = 0; t < n_tok; ++t) {
       I::template prepare<K>(reinterpret_cast<const block_q8_0*>(xb + t * xrb), nb, buf.data() + t * nu);
@@ -125,7 +128,7 @@ struct Glue {
   }
 
   template <WKind K, int NR, int NT>
-  static void tile_q(int64_t nb, const RowList& rl, int64_t i0, const Prep* const* xp, float* y, int64_t ys) {
+  static void tile_q(int64_t nb, const RowList& rl, int64_t i0, const Prep<K>* const* xp, float* y, int64_t ys) {
     const uint8_t* w[NR];
     const uint8_t* pf[NR];
     for (int r = 0; r < NR; ++r) {
@@ -140,7 +143,7 @@ struct Glue {
   }
 
   template <WKind K, int NT>
-  static void rows_q(int64_t nb, const RowList& rl, const Prep* const* xp, float* y, int64_t ys) {
+  static void rows_q(int64_t nb, const RowList& rl, const Prep<K>* const* xp, float* y, int64_t ys) {
     constexpr int NR = I::q_rows(NT);
     int64_t r = 0;
     for (; r + NR <= rl.n; r += NR) tile_q<K, NR, NT>(nb, rl, r, xp, y, ys);
@@ -152,8 +155,8 @@ struct Glue {
                         int64_t ys) {
     const int64_t nb = k / QK8_0;
     const int64_t nu = I::template prep_units<K>(nb);
-    const std::vector<Prep>& buf = prepare_all<K>(nb, x, xrb, n_tok);
-    const Prep* xp[4];
+    const std::vector<Prep<K>>& buf = prepare_all<K>(nb, x, xrb, n_tok);
+    const Prep<K>* xp[4];
     for (int64_t t = 0; t < n_tok; t += 4) {
       const int64_t nt = std::min<int64_t>(4, n_tok - t);
       for (int i = 0; i < nt; ++i) xp[i] = buf.data() + (t + i) * nu;
@@ -179,7 +182,7 @@ struct Glue {
   }
 
   template <WKind K, int NT>
-  static void pair_tile(int64_t nb, const uint8_t* const* w, const uint8_t* const* pf, const Prep* const* xp,
+  static void pair_tile(int64_t nb, const uint8_t* const* w, const uint8_t* const* pf, const Prep<K>* const* xp,
                         const int32_t* toks, int32_t row, float* y, int64_t ys) {
     float out[1][NT];
     I::template dot_q<K, 1, NT>(nb, w, pf, xp, out);
@@ -194,14 +197,14 @@ struct Glue {
                            const void* w, size_t wrb, const void* x, size_t xrb, int64_t n_tok, float* y, int64_t ys) {
     const int64_t nb = k / QK8_0;
     const int64_t nu = I::template prep_units<K>(nb);
-    const std::vector<Prep>& buf = prepare_all<K>(nb, x, xrb, n_tok);
+    const std::vector<Prep<K>>& buf = prepare_all<K>(nb, x, xrb, n_tok);
     const RowList rl{static_cast<const uint8_t*>(w), wrb, idx, n_idx};
     for (int64_t i = 0; i < n_idx; ++i) {
       const uint8_t* wr[1] = {rl.ptr(i)};
       const uint8_t* pf[1] = {i + k_prefetch_rows < n_idx ? rl.ptr(i + k_prefetch_rows) : nullptr};
       for (int32_t j = tok_off[i]; j < tok_off[i + 1]; j += 4) {
         const int nt = static_cast<int>(std::min<int32_t>(4, tok_off[i + 1] - j));
-        const Prep* xp[4];
+        const Prep<K>* xp[4];
         for (int q = 0; q < nt; ++q) xp[q] = buf.data() + static_cast<int64_t>(tok[j + q]) * nu;
         switch (nt) {
           case 4: pair_tile<K, 4>(nb, wr, pf, xp, tok + j, idx[i], y, ys); break;

@@ -28,6 +28,8 @@ struct Avx2 {
     int32_t corr[8];  // q4_0: -8 * (sum of this dword lane's activation bytes, both halves)
     float dx[8];      // activation scale of the block each dword lane belongs to
   };
+  template <WKind>
+  using PrepFor = Prep;
 
   template <WKind K>
   static int64_t prep_units(int64_t nb) {

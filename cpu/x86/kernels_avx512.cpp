@@ -3,9 +3,10 @@
 // unsigned bytes (q4 nibbles 0..15; q8 xor 0x80 = q + 128) and the offset (8 or 128 times the
 // activation sum) is subtracted through the dpbusd accumulator, which starts at a per-lane
 // correction prepared once per activation row.
-// q4_0 goes four blocks (72 bytes) at a time: one VBMI two-register byte permute gathers the
-// four blocks' 64 nibble bytes, a second their four scales, so a zmm of work costs ~14
-// instructions per 128 weights instead of ~24 for two separately loaded blocks.
+// q4_0 goes 16 blocks (288 bytes) at a time with one dword lane per block (see q4u_qs_index):
+// per row ~30 instructions regroup the unit (shared by the tile's tokens), then per token
+// 8 vpdpbusd and 3 float instructions per 512 weights, against 8 + 12 when lanes held quarter
+// blocks (4 blocks per zmm, each needing its own convert, scale and fma).
 #include <immintrin.h>
 
 // GCC 12's AVX-512 headers seed masked builtins with `_mm512_undefined_*() { __m512 y = y; }`,
@@ -15,6 +16,7 @@
 #endif
 
 #include <cmath>
+#include <type_traits>
 
 #include "cpu/kernels/glue.h"
 
@@ -47,58 +49,88 @@ inline __mmask64 byte_mask(int64_t n) {
 
 // vpermt2b indices over a 128-byte window (bytes 0..63 in the first register, 64..127 in
 // the second) starting at four consecutive q4_0 blocks (18 bytes each).
-// qs: byte 16b + j <- block b's qs[j]: nibble pairs of elements j and j + 16.
-// d:  half l (bytes 2l, 2l + 1) <- block l / 4's scale, for l < 16.
+// qs: byte 16b + j <- block b's qs[j]: nibble pairs of elements j and j + 16 (down_rows).
 inline __m512i q4_qs_index() {
   alignas(64) int8_t v[64];
   for (int i = 0; i < 64; ++i) v[i] = static_cast<int8_t>(18 * (i / 16) + 2 + i % 16);
   return _mm512_load_si512(v);
 }
-inline __m512i q4_d_index() {
+
+// q4_0 in units of 16 blocks (288 bytes of a row), one dword lane per block: a unit's 16 x 16
+// nibble bytes are regrouped so that register Q_q holds bytes 4q..4q+3 of block L's qs in
+// dword L (q = 0..3). Its low nibbles are elements 4q..4q+3 of each block, its high nibbles
+// elements 16+4q..16+4q+3, so eight vpdpbusd against activations laid out the same way give
+// each lane its block's whole integer dot, and one convert, multiply and fma per 16 blocks
+// apply the scales (instead of one per 4 blocks x 4 dword partials).
+// Regrouping reads the 288 bytes as 5 registers: blocks 0..6 sit in bytes 0..127, 7..13 in
+// 128..255 and 14..15 in 192..319 (counted from the unit's start), so three two-register byte
+// permutes and two blends build each Q_q, and the same windows give the 16 scales.
+inline __m512i q4u_qs_index(int w) {  // window w: 0 = bytes 0..127, 1 = 128..255, 2 = 192..319
   alignas(64) int8_t v[64];
-  for (int i = 0; i < 64; ++i) v[i] = static_cast<int8_t>(i < 32 ? 18 * (i / 8) + i % 2 : 0);
+  for (int i = 0; i < 64; ++i) {
+    const int L = i / 4, base = w == 0 ? 0 : w == 1 ? 128 : 192;
+    const bool in = w == 0 ? L <= 6 : w == 1 ? (L >= 7 && L <= 13) : L >= 14;
+    v[i] = static_cast<int8_t>(in ? 18 * L + 2 + i % 4 - base : 0);
+  }
   return _mm512_load_si512(v);
 }
+inline __m512i q4u_d_index(int w) {  // half L <- block L's scale; 0: L <= 7, 1: 8..14, 2: 15
+  alignas(64) int8_t v[64];
+  for (int i = 0; i < 64; ++i) {
+    const int L = i / 2, base = w == 0 ? 0 : w == 1 ? 128 : 192;
+    const bool in = i < 32 && (w == 0 ? L <= 7 : w == 1 ? (L >= 8 && L <= 14) : L == 15);
+    v[i] = static_cast<int8_t>(in ? 18 * L + i % 2 - base : 0);
+  }
+  return _mm512_load_si512(v);
+}
+constexpr __mmask64 k_q4u_mid = 0x00FFFFFFF0000000ull;    // dword lanes 7..13
+constexpr __mmask64 k_q4u_end = 0xFF00000000000000ull;    // dword lanes 14..15
+constexpr __mmask64 k_q4u_d_mid = 0x000000003FFF0000ull;  // halves 8..14
+constexpr __mmask64 k_q4u_d_end = 0x00000000C0000000ull;  // half 15
 
 struct Avx512 {
-  // q4_0: one unit = 4 blocks: qs[0] = elements 0..15 of blocks b0..b3, qs[1] = 16..31;
-  // q8_0: one unit = 2 blocks: qs[0] = b0 | b1 (qs[1] unused). Lanes of absent blocks are 0.
-  struct alignas(64) Prep {
-    int8_t qs[2][64];
-    int32_t corr[16];  // -offset * (sum of this dword lane's activation bytes, both halves)
+  // q4_0: one unit = 16 blocks, lane L = block 16 u + L: qs[g] dword L = bytes 4g..4g+3 of its
+  // qs (g = 0..3 pair with the weights' low nibbles, 4..7 with the high ones).
+  struct alignas(64) PrepQ4 {
+    int8_t qs[8][64];
+    int32_t corr[16];  // -8 * (sum of block L's 32 activation bytes)
+    float dx[16];      // block L's activation scale
+  };
+  // q8_0: one unit = 2 blocks: qs[0] = b0 | b1. Lanes of an absent block are 0.
+  struct alignas(64) PrepQ8 {
+    int8_t qs[1][64];
+    int32_t corr[16];  // -128 * (sum of this dword lane's activation bytes)
     float dx[16];      // activation scale of the block each dword lane belongs to
   };
+  template <WKind K>
+  using PrepFor = std::conditional_t<K == WKind::q4_0, PrepQ4, PrepQ8>;
 
   template <WKind K>
   static int64_t prep_units(int64_t nb) {
-    return K == WKind::q4_0 ? (nb + 3) / 4 : (nb + 1) / 2;
+    return K == WKind::q4_0 ? (nb + 15) / 16 : (nb + 1) / 2;
   }
 
   template <WKind K>
-  static void prepare(const block_q8_0* x, int64_t nb, Prep* out) {
+  static void prepare(const block_q8_0* x, int64_t nb, PrepFor<K>* out) {
     const __m512i ones = _mm512_set1_epi8(1);
     if constexpr (K == WKind::q4_0) {
-      // Halves of each block go to qs[0] / qs[1] at 16-byte slot b: a dword permute.
-      const __m512i lo_idx = _mm512_set_epi32(27, 26, 25, 24, 19, 18, 17, 16, 11, 10, 9, 8, 3, 2, 1, 0);
-      const __m512i hi_idx = _mm512_set_epi32(31, 30, 29, 28, 23, 22, 21, 20, 15, 14, 13, 12, 7, 6, 5, 4);
-      for (int64_t u = 0; u < (nb + 3) / 4; ++u) {
-        __m256i q[4];
-        float d[4];
-        for (int b = 0; b < 4; ++b) {
-          const bool in = 4 * u + b < nb;
-          q[b] = in ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[4 * u + b].qs)) : _mm256_setzero_si256();
-          d[b] = in ? _cvtsh_ss(x[4 * u + b].d) : 0.0f;
+      // Block L's dword g at byte 34 L + 2 + 4 g of the unit: masked gathers (absent blocks 0).
+      const __m512i lane34 = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                                _mm512_set1_epi32(34));
+      for (int64_t u = 0; u < (nb + 15) / 16; ++u) {
+        const int64_t n = std::min<int64_t>(16, nb - 16 * u);
+        const auto m = static_cast<__mmask16>(n >= 16 ? 0xFFFFu : (1u << n) - 1u);
+        const auto* base = reinterpret_cast<const uint8_t*>(x + 16 * u);
+        __m512i sum = _mm512_setzero_si512();
+        for (int g = 0; g < 8; ++g) {
+          const __m512i v = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m,
+                                                        _mm512_add_epi32(lane34, _mm512_set1_epi32(2 + 4 * g)), base, 1);
+          _mm512_store_si512(out[u].qs[g], v);
+          sum = _mm512_dpbusd_epi32(sum, ones, v);
         }
-        const __m512i a = _mm512_inserti64x4(_mm512_castsi256_si512(q[0]), q[1], 1);
-        const __m512i c = _mm512_inserti64x4(_mm512_castsi256_si512(q[2]), q[3], 1);
-        const __m512i lo = _mm512_permutex2var_epi32(a, lo_idx, c);
-        const __m512i hi = _mm512_permutex2var_epi32(a, hi_idx, c);
-        const __m512i sum = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, lo), ones, hi);
-        _mm512_store_si512(out[u].qs[0], lo);
-        _mm512_store_si512(out[u].qs[1], hi);
         _mm512_store_si512(out[u].corr, _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(sum, 3)));
-        _mm512_store_ps(out[u].dx, _mm512_set_ps(d[3], d[3], d[3], d[3], d[2], d[2], d[2], d[2], d[1], d[1], d[1],
-                                                 d[1], d[0], d[0], d[0], d[0]));
+        const __m512i d = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, lane34, base, 1);
+        _mm512_store_ps(out[u].dx, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(d)));  // low half of each dword
       }
     } else {
       for (int64_t p = 0; p < (nb + 1) / 2; ++p) {
@@ -110,7 +142,6 @@ struct Avx512 {
         const __m512i sum = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, q);
         const float d0 = _cvtsh_ss(x[2 * p].d), d1 = two ? _cvtsh_ss(x[2 * p + 1].d) : 0.0f;
         _mm512_store_si512(out[p].qs[0], q);
-        _mm512_store_si512(out[p].qs[1], _mm512_setzero_si512());
         _mm512_store_si512(out[p].corr, _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(sum, 7)));
         _mm512_store_ps(out[p].dx, _mm512_insertf32x8(_mm512_set1_ps(d0), _mm256_set1_ps(d1), 1));
       }
@@ -122,40 +153,58 @@ struct Avx512 {
   static constexpr int q_rows(int nt) { return nt == 1 ? 1 : 2; }
 
   template <WKind K, int NR, int NT>
-  static void dot_q(int64_t nb, const uint8_t* const* w, const uint8_t* const* pf, const Prep* const* xp,
+  static void dot_q(int64_t nb, const uint8_t* const* w, const uint8_t* const* pf, const PrepFor<K>* const* xp,
                     float (&out)[NR][NT]) {
     __m512 acc[NR][NT];
     for (int r = 0; r < NR; ++r)
       for (int t = 0; t < NT; ++t) acc[r][t] = _mm512_setzero_ps();
     if constexpr (K == WKind::q4_0) {
-      const __m512i qs_idx = q4_qs_index(), d_idx = q4_d_index(), m4 = _mm512_set1_epi8(0x0F);
-      const int64_t nu = (nb + 3) / 4;
+      // Per unit and row: regroup (q4u_*), then per token eight vpdpbusd from the correction
+      // (two chains of four), one convert and one fma with d_w * d_x: lane L sums block L's
+      // exact integer dot times its scales over the units; hsum at the end.
+      const __m512i m4 = _mm512_set1_epi8(0x0F), four = _mm512_set1_epi8(4);
+      const __m512i iq0 = q4u_qs_index(0), iq1 = q4u_qs_index(1), iq2 = q4u_qs_index(2);
+      const __m512i id0 = q4u_d_index(0), id1 = q4u_d_index(1), id2 = q4u_d_index(2);
+      const int64_t nu = (nb + 15) / 16;
       for (int64_t u = 0; u < nu; ++u) {
-        const int64_t off = u * 72, bytes = std::min<int64_t>(72, (nb - 4 * u) * 18);
-        __m512i lo[NR], hi[NR];
-        __m512 dw[NR];
+        const int64_t off = u * 288, bytes = std::min<int64_t>(288, (nb - 16 * u) * 18);
         for (int r = 0; r < NR; ++r) {
+          const uint8_t* p = w[r] + off;
           if (pf[r]) {
-            _mm_prefetch(reinterpret_cast<const char*>(pf[r] + off), _MM_HINT_T0);
-            _mm_prefetch(reinterpret_cast<const char*>(pf[r] + off + 64), _MM_HINT_T0);
+            for (int l = 0; l < 5; ++l) _mm_prefetch(reinterpret_cast<const char*>(pf[r] + off + 64 * l), _MM_HINT_T0);
           }
-          // Masked loads never touch bytes past the row (the last unit may hold 1..3 blocks).
-          const __m512i a = bytes == 72 ? _mm512_loadu_si512(w[r] + off)
-                                        : _mm512_maskz_loadu_epi8(byte_mask(bytes), w[r] + off);
-          const __m512i b = _mm512_maskz_loadu_epi8(byte_mask(bytes - 64), w[r] + off + 64);
-          const __m512i q = _mm512_permutex2var_epi8(a, qs_idx, b);
-          lo[r] = _mm512_and_si512(q, m4);
-          hi[r] = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
-          dw[r] = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutex2var_epi8(a, d_idx, b)));
-        }
-        for (int t = 0; t < NT; ++t) {
-          const Prep& x = xp[t][u];
-          const __m512i x0 = _mm512_load_si512(x.qs[0]), x1 = _mm512_load_si512(x.qs[1]);
-          const __m512i corr = _mm512_load_si512(x.corr);
-          const __m512 dx = _mm512_load_ps(x.dx);
-          for (int r = 0; r < NR; ++r) {
-            const __m512i s = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(corr, lo[r], x0), hi[r], x1);
-            acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw[r], dx), acc[r][t]);
+          __m512i X[5];
+          if (bytes == 288) {
+            for (int l = 0; l < 4; ++l) X[l] = _mm512_loadu_si512(p + 64 * l);
+            X[4] = _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 256)));
+          } else {  // masked loads never touch bytes past the row
+            for (int l = 0; l < 5; ++l) X[l] = _mm512_maskz_loadu_epi8(byte_mask(bytes - 64 * l), p + 64 * l);
+          }
+          __m512i W[8];
+          __m512i i0 = iq0, i1 = iq1, i2 = iq2;
+          for (int q = 0; q < 4; ++q) {
+            __m512i v = _mm512_permutex2var_epi8(X[0], i0, X[1]);
+            v = _mm512_mask_blend_epi8(k_q4u_mid, v, _mm512_permutex2var_epi8(X[2], i1, X[3]));
+            v = _mm512_mask_blend_epi8(k_q4u_end, v, _mm512_permutex2var_epi8(X[3], i2, X[4]));
+            W[q] = _mm512_and_si512(v, m4);
+            W[4 + q] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+            i0 = _mm512_add_epi8(i0, four);
+            i1 = _mm512_add_epi8(i1, four);
+            i2 = _mm512_add_epi8(i2, four);
+          }
+          __m512i dv = _mm512_permutex2var_epi8(X[0], id0, X[1]);
+          dv = _mm512_mask_blend_epi8(k_q4u_d_mid, dv, _mm512_permutex2var_epi8(X[2], id1, X[3]));
+          dv = _mm512_mask_blend_epi8(k_q4u_d_end, dv, _mm512_permutex2var_epi8(X[3], id2, X[4]));
+          const __m512 dw = _mm512_cvtph_ps(_mm512_castsi512_si256(dv));
+          for (int t = 0; t < NT; ++t) {
+            const PrepQ4& x = xp[t][u];
+            __m512i s0 = _mm512_load_si512(x.corr), s1 = _mm512_setzero_si512();
+            for (int g = 0; g < 4; ++g) {
+              s0 = _mm512_dpbusd_epi32(s0, W[g], _mm512_load_si512(x.qs[g]));
+              s1 = _mm512_dpbusd_epi32(s1, W[4 + g], _mm512_load_si512(x.qs[4 + g]));
+            }
+            const __m512i s = _mm512_add_epi32(s0, s1);
+            acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, _mm512_load_ps(x.dx)), acc[r][t]);
           }
         }
       }
@@ -176,7 +225,7 @@ struct Avx512 {
           dw[r] = _mm512_permutexvar_ps(d_lanes, d2);
         }
         for (int t = 0; t < NT; ++t) {
-          const Prep& x = xp[t][p];
+          const PrepQ8& x = xp[t][p];
           const __m512i xq = _mm512_load_si512(x.qs[0]);
           const __m512i corr = _mm512_load_si512(x.corr);
           const __m512 dx = _mm512_load_ps(x.dx);
