@@ -64,6 +64,7 @@ struct Neon {
     d = f16_to_f32(load_u16(p));
   }
 
+  static constexpr int k_tok_tile = 4;
   static constexpr int q_rows(int nt) { return nt == 1 ? 4 : 2; }
 
   template <WKind K, int NR, int NT>

@@ -7,7 +7,8 @@
 // Include only from an ISA file: nothing here is compiled on its own, and every instantiation
 // gets the including file's compiler flags.
 //
-// Traits contract (all static; `K` a WKind or FKind, NR rows x NT tokens, NT <= 4):
+// Traits contract (all static; `K` a WKind or FKind, NR rows x NT tokens, NT <= k_tok_tile):
+//   k_tok_tile (constexpr int)         most tokens of a quantized GEMM tile
 //   PrepFor<K>                         aligned per-activation-row unit for weights of
 //                                      kind K, any layout
 //   prep_units<K>(nb) -> int64_t       units per activation row of nb q8_0 blocks
@@ -30,6 +31,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "core/quant_blocks.h"
@@ -127,6 +130,16 @@ struct Glue {
     return buf;
   }
 
+  // f(std::integral_constant<int, nt>) for 1 <= nt <= I::k_tok_tile: token tiles are templates.
+  template <class F, int... N>
+  static void with_nt_seq(int nt, F&& f, std::integer_sequence<int, N...>) {
+    ((nt == N + 1 ? (f(std::integral_constant<int, N + 1>{}), 0) : 0), ...);
+  }
+  template <class F>
+  static void with_nt(int nt, F&& f) {
+    with_nt_seq(nt, f, std::make_integer_sequence<int, I::k_tok_tile>{});
+  }
+
   template <WKind K, int NR, int NT>
   static void tile_q(int64_t nb, const RowList& rl, int64_t i0, const Prep<K>* const* xp, float* y, int64_t ys) {
     const uint8_t* w[NR];
@@ -156,16 +169,11 @@ struct Glue {
     const int64_t nb = k / QK8_0;
     const int64_t nu = I::template prep_units<K>(nb);
     const std::vector<Prep<K>>& buf = prepare_all<K>(nb, x, xrb, n_tok);
-    const Prep<K>* xp[4];
-    for (int64_t t = 0; t < n_tok; t += 4) {
-      const int64_t nt = std::min<int64_t>(4, n_tok - t);
+    const Prep<K>* xp[I::k_tok_tile];
+    for (int64_t t = 0; t < n_tok; t += I::k_tok_tile) {
+      const int nt = static_cast<int>(std::min<int64_t>(I::k_tok_tile, n_tok - t));
       for (int i = 0; i < nt; ++i) xp[i] = buf.data() + (t + i) * nu;
-      switch (nt) {
-        case 4: rows_q<K, 4>(nb, rl, xp, y + t * ys, ys); break;
-        case 3: rows_q<K, 3>(nb, rl, xp, y + t * ys, ys); break;
-        case 2: rows_q<K, 2>(nb, rl, xp, y + t * ys, ys); break;
-        default: rows_q<K, 1>(nb, rl, xp, y + t * ys, ys); break;
-      }
+      with_nt(nt, [&](auto c) { rows_q<K, decltype(c)::value>(nb, rl, xp, y + t * ys, ys); });
     }
   }
 
@@ -189,8 +197,8 @@ struct Glue {
     for (int q = 0; q < NT; ++q) y[static_cast<int64_t>(toks[q]) * ys + row] = out[0][q];
   }
 
-  // One row at a time with up to 4 of its tokens per tile: a 1 x 4 tile costs per pair what
-  // the 2 x 4 tile of gemm_list does (the row's unpacking shared by 4 tokens), and each pair
+  // One row at a time with up to k_tok_tile of its tokens per tile (the row's unpacking shared
+  // by them, as in gemm_list's tiles), and each pair
   // takes dot_q's per-pair sequence, so the same bits as gemm_rows.
   template <WKind K>
   static void gemm_pairs_q(int64_t k, int64_t n_idx, const int32_t* idx, const int32_t* tok_off, const int32_t* tok,
@@ -202,16 +210,11 @@ struct Glue {
     for (int64_t i = 0; i < n_idx; ++i) {
       const uint8_t* wr[1] = {rl.ptr(i)};
       const uint8_t* pf[1] = {i + k_prefetch_rows < n_idx ? rl.ptr(i + k_prefetch_rows) : nullptr};
-      for (int32_t j = tok_off[i]; j < tok_off[i + 1]; j += 4) {
-        const int nt = static_cast<int>(std::min<int32_t>(4, tok_off[i + 1] - j));
-        const Prep<K>* xp[4];
+      for (int32_t j = tok_off[i]; j < tok_off[i + 1]; j += I::k_tok_tile) {
+        const int nt = static_cast<int>(std::min<int32_t>(I::k_tok_tile, tok_off[i + 1] - j));
+        const Prep<K>* xp[I::k_tok_tile];
         for (int q = 0; q < nt; ++q) xp[q] = buf.data() + static_cast<int64_t>(tok[j + q]) * nu;
-        switch (nt) {
-          case 4: pair_tile<K, 4>(nb, wr, pf, xp, tok + j, idx[i], y, ys); break;
-          case 3: pair_tile<K, 3>(nb, wr, pf, xp, tok + j, idx[i], y, ys); break;
-          case 2: pair_tile<K, 2>(nb, wr, pf, xp, tok + j, idx[i], y, ys); break;
-          default: pair_tile<K, 1>(nb, wr, pf, xp, tok + j, idx[i], y, ys); break;
-        }
+        with_nt(nt, [&](auto c) { pair_tile<K, decltype(c)::value>(nb, wr, pf, xp, tok + j, idx[i], y, ys); });
         pf[0] = nullptr;  // once per row is enough
       }
     }

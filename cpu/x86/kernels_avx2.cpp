@@ -64,6 +64,7 @@ struct Avx2 {
     }
   }
 
+  static constexpr int k_tok_tile = 4;
   static constexpr int q_rows(int nt) { return nt == 1 ? 1 : 2; }
 
   template <WKind K, int NR, int NT>

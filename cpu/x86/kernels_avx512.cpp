@@ -114,22 +114,42 @@ struct Avx512 {
   static void prepare(const block_q8_0* x, int64_t nb, PrepFor<K>* out) {
     const __m512i ones = _mm512_set1_epi8(1);
     if constexpr (K == WKind::q4_0) {
-      // Block L's dword g at byte 34 L + 2 + 4 g of the unit: masked gathers (absent blocks 0).
+      // An 8 x 8 dword transpose in each 256-bit half: row r holds block r's 32 bytes in its low
+      // half and block r + 8's in its high half (absent blocks 0); the scales come by gather.
       const __m512i lane34 = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
                                                 _mm512_set1_epi32(34));
+      const __m512i lo_idx = _mm512_set_epi64(13, 12, 5, 4, 9, 8, 1, 0);  // d0..d3 of blocks 0..15
+      const __m512i hi_idx = _mm512_set_epi64(15, 14, 7, 6, 11, 10, 3, 2);  // d4..d7
       for (int64_t u = 0; u < (nb + 15) / 16; ++u) {
         const int64_t n = std::min<int64_t>(16, nb - 16 * u);
-        const auto m = static_cast<__mmask16>(n >= 16 ? 0xFFFFu : (1u << n) - 1u);
-        const auto* base = reinterpret_cast<const uint8_t*>(x + 16 * u);
+        const block_q8_0* xb = x + 16 * u;
+        const auto blk = [&](int64_t L) {
+          return L < n ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb[L].qs)) : _mm256_setzero_si256();
+        };
+        __m512i r[8], t[8], v[8];
+        for (int L = 0; L < 8; ++L) r[L] = _mm512_inserti64x4(_mm512_castsi256_si512(blk(L)), blk(L + 8), 1);
+        for (int i = 0; i < 4; ++i) {
+          t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+          t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+        }
+        for (int h = 0; h < 2; ++h) {  // rows 4h..4h+3
+          const __m512i* a = t + 4 * h;
+          v[4 * h + 0] = _mm512_unpacklo_epi64(a[0], a[2]);  // 128-bit lanes: dword 0 | 4 of 4 blocks
+          v[4 * h + 1] = _mm512_unpackhi_epi64(a[0], a[2]);  // 1 | 5
+          v[4 * h + 2] = _mm512_unpacklo_epi64(a[1], a[3]);  // 2 | 6
+          v[4 * h + 3] = _mm512_unpackhi_epi64(a[1], a[3]);  // 3 | 7
+        }
         __m512i sum = _mm512_setzero_si512();
-        for (int g = 0; g < 8; ++g) {
-          const __m512i v = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m,
-                                                        _mm512_add_epi32(lane34, _mm512_set1_epi32(2 + 4 * g)), base, 1);
-          _mm512_store_si512(out[u].qs[g], v);
-          sum = _mm512_dpbusd_epi32(sum, ones, v);
+        for (int g = 0; g < 4; ++g) {
+          const __m512i q0 = _mm512_permutex2var_epi64(v[g], lo_idx, v[4 + g]);
+          const __m512i q1 = _mm512_permutex2var_epi64(v[g], hi_idx, v[4 + g]);
+          _mm512_store_si512(out[u].qs[g], q0);
+          _mm512_store_si512(out[u].qs[4 + g], q1);
+          sum = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(sum, ones, q0), ones, q1);
         }
         _mm512_store_si512(out[u].corr, _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(sum, 3)));
-        const __m512i d = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, lane34, base, 1);
+        const auto m = static_cast<__mmask16>(n >= 16 ? 0xFFFFu : (1u << n) - 1u);
+        const __m512i d = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, lane34, xb, 1);
         _mm512_store_ps(out[u].dx, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(d)));  // low half of each dword
       }
     } else {
@@ -148,9 +168,10 @@ struct Avx512 {
     }
   }
 
-  // One row tile for one token keeps the DRAM stream sequential; two rows share the
-  // activation loads when several tokens use them.
-  static constexpr int q_rows(int nt) { return nt == 1 ? 1 : 2; }
+  // One row per tile, with up to 8 tokens: q4_0's regrouped unit is made once per row and
+  // tile; the activations are L1-resident loads either way.
+  static constexpr int k_tok_tile = 8;
+  static constexpr int q_rows(int) { return 1; }
 
   template <WKind K, int NR, int NT>
   static void dot_q(int64_t nb, const uint8_t* const* w, const uint8_t* const* pf, const PrepFor<K>* const* xp,
@@ -163,7 +184,11 @@ struct Avx512 {
       // (two chains of four), one convert and one fma with d_w * d_x: lane L sums block L's
       // exact integer dot times its scales over the units; hsum at the end.
       const __m512i m4 = _mm512_set1_epi8(0x0F), four = _mm512_set1_epi8(4);
-      const __m512i iq0 = q4u_qs_index(0), iq1 = q4u_qs_index(1), iq2 = q4u_qs_index(2);
+      __m512i iq[4][3];  // [q][window]: the windows' indices + 4 q
+      for (int l = 0; l < 3; ++l) {
+        iq[0][l] = q4u_qs_index(l);
+        for (int q = 1; q < 4; ++q) iq[q][l] = _mm512_add_epi8(iq[q - 1][l], four);
+      }
       const __m512i id0 = q4u_d_index(0), id1 = q4u_d_index(1), id2 = q4u_d_index(2);
       const int64_t nu = (nb + 15) / 16;
       for (int64_t u = 0; u < nu; ++u) {
@@ -181,16 +206,12 @@ struct Avx512 {
             for (int l = 0; l < 5; ++l) X[l] = _mm512_maskz_loadu_epi8(byte_mask(bytes - 64 * l), p + 64 * l);
           }
           __m512i W[8];
-          __m512i i0 = iq0, i1 = iq1, i2 = iq2;
           for (int q = 0; q < 4; ++q) {
-            __m512i v = _mm512_permutex2var_epi8(X[0], i0, X[1]);
-            v = _mm512_mask_blend_epi8(k_q4u_mid, v, _mm512_permutex2var_epi8(X[2], i1, X[3]));
-            v = _mm512_mask_blend_epi8(k_q4u_end, v, _mm512_permutex2var_epi8(X[3], i2, X[4]));
+            __m512i v = _mm512_permutex2var_epi8(X[0], iq[q][0], X[1]);
+            v = _mm512_mask_blend_epi8(k_q4u_mid, v, _mm512_permutex2var_epi8(X[2], iq[q][1], X[3]));
+            v = _mm512_mask_blend_epi8(k_q4u_end, v, _mm512_permutex2var_epi8(X[3], iq[q][2], X[4]));
             W[q] = _mm512_and_si512(v, m4);
             W[4 + q] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
-            i0 = _mm512_add_epi8(i0, four);
-            i1 = _mm512_add_epi8(i1, four);
-            i2 = _mm512_add_epi8(i2, four);
           }
           __m512i dv = _mm512_permutex2var_epi8(X[0], id0, X[1]);
           dv = _mm512_mask_blend_epi8(k_q4u_d_mid, dv, _mm512_permutex2var_epi8(X[2], id1, X[3]));
