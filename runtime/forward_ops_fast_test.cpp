@@ -117,18 +117,26 @@ TEST_CASE("fast mul_mat matches the plain op for every dtype and shape and ISA",
         }
       }
     }
-    // A row of a batch equals the same row alone (gemm's token tiles vs gemv).
-    const Weight w(DType::q4_0, 160, 37, 3);
-    const auto x = random_vec(7 * 160, 9);
-    std::vector<float> all(7 * 37), one(37);
-    REQUIRE(fast->mul_mat(w.view, x.data(), 7, all.data()).ok());
-    for (int64_t i = 0; i < 7; ++i) {
-      REQUIRE(fast->mul_mat(w.view, x.data() + i * 160, 1, one.data()).ok());
-      CHECK(std::memcmp(one.data(), all.data() + i * 37, sizeof(float) * 37) == 0);
+    // A row of a batch equals the same row alone (gemm's token tiles vs gemv), for q4_0 and
+    // q8_0 with k over several of the SIMD kernels' units (AVX-512 q4_0: 16 blocks, so 1056 =
+    // 33 blocks is two whole units and a tail) and m over the 8-token tile with a tail.
+    for (DType dt : {DType::q4_0, DType::q8_0}) {
+      for (int64_t k : {int64_t{160}, int64_t{1056}}) {
+        INFO("isa " << cpu::isa_name(kt->isa) << " " << dtype_name(dt) << " k " << k);
+        const Weight w(dt, k, 37, 3);
+        const auto x = random_vec(static_cast<size_t>(11 * k), 9);
+        std::vector<float> all(11 * 37), one(37);
+        REQUIRE(fast->mul_mat(w.view, x.data(), 11, all.data()).ok());
+        for (int64_t i = 0; i < 11; ++i) {
+          REQUIRE(fast->mul_mat(w.view, x.data() + i * k, 1, one.data()).ok());
+          CHECK(std::memcmp(one.data(), all.data() + i * 37, sizeof(float) * 37) == 0);
+        }
+      }
     }
     const Weight bad(DType::f32, 40, 3, 1);  // 40 is fine for f32; pretend it is q8_0
     TensorView v = bad.view;
     v.dtype = DType::q8_0;
+    const auto x = random_vec(40, 9);
     std::vector<float> y(3);
     CHECK(fast->mul_mat(v, x.data(), 1, y.data()).code() == ErrorCode::invalid_argument);
   }

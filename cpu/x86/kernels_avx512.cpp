@@ -56,45 +56,82 @@ inline __m512i q4_qs_index() {
   return _mm512_load_si512(v);
 }
 
-// q4_0 in units of 16 blocks (288 bytes of a row), one dword lane per block: a unit's 16 x 16
-// nibble bytes are regrouped so that register Q_q holds bytes 4q..4q+3 of block L's qs in
-// dword L (q = 0..3). Its low nibbles are elements 4q..4q+3 of each block, its high nibbles
-// elements 16+4q..16+4q+3, so eight vpdpbusd against activations laid out the same way give
-// each lane its block's whole integer dot, and one convert, multiply and fma per 16 blocks
-// apply the scales (instead of one per 4 blocks x 4 dword partials).
-// Regrouping reads the 288 bytes as 5 registers: blocks 0..6 sit in bytes 0..127, 7..13 in
-// 128..255 and 14..15 in 192..319 (counted from the unit's start), so three two-register byte
-// permutes and two blends build each Q_q, and the same windows give the 16 scales.
+// d: half l (bytes 2l, 2l + 1) <- block l / 4's scale, for l < 16 (each 128-bit lane of the
+// converted floats holds its block's scale 4 times).
+inline __m512i q4_d_index() {
+  alignas(64) int8_t v[64];
+  for (int i = 0; i < 64; ++i) v[i] = static_cast<int8_t>(i < 32 ? 18 * (i / 8) + i % 2 : 0);
+  return _mm512_load_si512(v);
+}
+
+// q4_0 in units of 16 blocks (288 bytes of a row), one dword lane per block. Lane l holds block
+// q4u_block(l) = 4 (l % 4) + l / 4 (a 4 x 4 transpose: the order in which the one-token path's
+// lane reduction leaves the blocks, see dot_q). Two ways to a lane's exact integer dot:
+// * Tiles of several tokens regroup the unit once per row: register Q_q holds bytes 4q..4q+3
+//   of the lane's block's qs (q = 0..3); its low nibbles are elements 4q..4q+3, its high ones
+//   16+4q..16+4q+3, so eight vpdpbusd against activations laid out the same way give each lane
+//   its block's dot. The 288 bytes are read as 5 registers: blocks 0..6 sit in bytes 0..127,
+//   7..13 in 128..255 and 14..15 in 192..319 of the unit, so three two-register byte permutes
+//   and two blends build each Q_q, and the same windows give the 16 scales.
+// * One token takes 4 blocks at a time as 4 x 16 nibble bytes in 128-bit lanes (one byte
+//   permute, as ggml's layout allows), two vpdpbusd leave 4 partial dwords per block, and an
+//   unpack/add tree over the 4 groups sums them into one dword per block, in q4u_block order.
+// Either way one convert, multiply and fma then apply both scales to 16 blocks (per token), and
+// every (row, token) pair gets the same bits in any tile (integer sums are exact).
+constexpr int q4u_block(int l) { return 4 * (l % 4) + l / 4; }
+constexpr int q4u_window(int b) { return b <= 6 ? 0 : b <= 13 ? 1 : 2; }   // qs of block b
+constexpr int q4u_d_window(int b) { return b <= 7 ? 0 : b <= 14 ? 1 : 2; }  // scale of block b
+constexpr int q4u_base(int w) { return w == 0 ? 0 : w == 1 ? 128 : 192; }
+// Bytes of a zmm of 16 dwords (qs) or of 16 halves (scales) that window w fills.
+constexpr __mmask64 q4u_mask(int w, bool scales) {
+  __mmask64 m = 0;
+  for (int i = 0; i < 64; ++i) {
+    const int l = scales ? i / 2 : i / 4;
+    if (l < 16 && (scales ? q4u_d_window(q4u_block(l)) : q4u_window(q4u_block(l))) == w) m |= __mmask64{1} << i;
+  }
+  return m;
+}
 inline __m512i q4u_qs_index(int w) {  // window w: 0 = bytes 0..127, 1 = 128..255, 2 = 192..319
   alignas(64) int8_t v[64];
   for (int i = 0; i < 64; ++i) {
-    const int L = i / 4, base = w == 0 ? 0 : w == 1 ? 128 : 192;
-    const bool in = w == 0 ? L <= 6 : w == 1 ? (L >= 7 && L <= 13) : L >= 14;
-    v[i] = static_cast<int8_t>(in ? 18 * L + 2 + i % 4 - base : 0);
+    const int b = q4u_block(i / 4);
+    v[i] = static_cast<int8_t>(q4u_window(b) == w ? 18 * b + 2 + i % 4 - q4u_base(w) : 0);
   }
   return _mm512_load_si512(v);
 }
-inline __m512i q4u_d_index(int w) {  // half L <- block L's scale; 0: L <= 7, 1: 8..14, 2: 15
+inline __m512i q4u_d_index(int w) {  // half l <- the scale of block q4u_block(l)
   alignas(64) int8_t v[64];
   for (int i = 0; i < 64; ++i) {
-    const int L = i / 2, base = w == 0 ? 0 : w == 1 ? 128 : 192;
-    const bool in = i < 32 && (w == 0 ? L <= 7 : w == 1 ? (L >= 8 && L <= 14) : L == 15);
-    v[i] = static_cast<int8_t>(in ? 18 * L + i % 2 - base : 0);
+    const int b = q4u_block((i / 2) % 16);
+    v[i] = static_cast<int8_t>(i < 32 && q4u_d_window(b) == w ? 18 * b + i % 2 - q4u_base(w) : 0);
   }
   return _mm512_load_si512(v);
 }
-constexpr __mmask64 k_q4u_mid = 0x00FFFFFFF0000000ull;    // dword lanes 7..13
-constexpr __mmask64 k_q4u_end = 0xFF00000000000000ull;    // dword lanes 14..15
-constexpr __mmask64 k_q4u_d_mid = 0x000000003FFF0000ull;  // halves 8..14
-constexpr __mmask64 k_q4u_d_end = 0x00000000C0000000ull;  // half 15
+// Dword l <- dword q4u_block(l) (the natural block order to the lane order; an involution).
+inline __m512i q4u_lane_perm() {
+  alignas(64) int32_t v[16];
+  for (int l = 0; l < 16; ++l) v[l] = q4u_block(l);
+  return _mm512_load_si512(v);
+}
+// Sum of each dword lane group: P[j] holds 4 partial dwords of block 4 j + i in 128-bit lane i;
+// the result holds block 4 j + i's total in dword 4 i + j (= lane l of block q4u_block(l)).
+inline __m512i q4u_reduce(const __m512i (&P)[4]) {
+  const __m512i a = _mm512_add_epi32(_mm512_unpacklo_epi32(P[0], P[1]), _mm512_unpackhi_epi32(P[0], P[1]));
+  const __m512i b = _mm512_add_epi32(_mm512_unpacklo_epi32(P[2], P[3]), _mm512_unpackhi_epi32(P[2], P[3]));
+  return _mm512_add_epi32(_mm512_unpacklo_epi64(a, b), _mm512_unpackhi_epi64(a, b));
+}
+constexpr __mmask64 k_q4u_mid = q4u_mask(1, false), k_q4u_end = q4u_mask(2, false);
+constexpr __mmask64 k_q4u_d_mid = q4u_mask(1, true), k_q4u_d_end = q4u_mask(2, true);
 
 struct Avx512 {
-  // q4_0: one unit = 16 blocks, lane L = block 16 u + L: qs[g] dword L = bytes 4g..4g+3 of its
-  // qs (g = 0..3 pair with the weights' low nibbles, 4..7 with the high ones).
+  // q4_0: one unit = 16 blocks; lane l = block 16 u + q4u_block(l). Both layouts are filled.
   struct alignas(64) PrepQ4 {
-    int8_t qs[8][64];
-    int32_t corr[16];  // -8 * (sum of block L's 32 activation bytes)
-    float dx[16];      // block L's activation scale
+    int8_t qs[8][64];     // tiles: qs[g] dword l = bytes 4g..4g+3 of lane l's block (g < 4 pair
+                          // with the weights' low nibbles, 4..7 with the high ones)
+    int8_t one[4][2][64];  // one token: group j, 128-bit lane i = block 4 j + i: [0] its bytes
+                           // 0..15 (low nibbles' elements), [1] bytes 16..31
+    int32_t corr[16];     // -8 * (sum of lane l's block's 32 activation bytes)
+    float dx[16];         // lane l's block's activation scale
   };
   // q8_0: one unit = 2 blocks: qs[0] = b0 | b1. Lanes of an absent block are 0.
   struct alignas(64) PrepQ8 {
@@ -114,12 +151,14 @@ struct Avx512 {
   static void prepare(const block_q8_0* x, int64_t nb, PrepFor<K>* out) {
     const __m512i ones = _mm512_set1_epi8(1);
     if constexpr (K == WKind::q4_0) {
-      // An 8 x 8 dword transpose in each 256-bit half: row r holds block r's 32 bytes in its low
-      // half and block r + 8's in its high half (absent blocks 0); the scales come by gather.
+      // An 8 x 8 dword transpose in each 256-bit half (row r holds block r's 32 bytes in its low
+      // half and block r + 8's in its high half; absent blocks 0), then the lanes to q4u order;
+      // the scales come by gather. The one-token layout is the blocks' bytes as they are.
       const __m512i lane34 = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
                                                 _mm512_set1_epi32(34));
       const __m512i lo_idx = _mm512_set_epi64(13, 12, 5, 4, 9, 8, 1, 0);  // d0..d3 of blocks 0..15
       const __m512i hi_idx = _mm512_set_epi64(15, 14, 7, 6, 11, 10, 3, 2);  // d4..d7
+      const __m512i lperm = q4u_lane_perm();
       for (int64_t u = 0; u < (nb + 15) / 16; ++u) {
         const int64_t n = std::min<int64_t>(16, nb - 16 * u);
         const block_q8_0* xb = x + 16 * u;
@@ -141,16 +180,24 @@ struct Avx512 {
         }
         __m512i sum = _mm512_setzero_si512();
         for (int g = 0; g < 4; ++g) {
-          const __m512i q0 = _mm512_permutex2var_epi64(v[g], lo_idx, v[4 + g]);
-          const __m512i q1 = _mm512_permutex2var_epi64(v[g], hi_idx, v[4 + g]);
+          const __m512i q0 = _mm512_permutexvar_epi32(lperm, _mm512_permutex2var_epi64(v[g], lo_idx, v[4 + g]));
+          const __m512i q1 = _mm512_permutexvar_epi32(lperm, _mm512_permutex2var_epi64(v[g], hi_idx, v[4 + g]));
           _mm512_store_si512(out[u].qs[g], q0);
           _mm512_store_si512(out[u].qs[4 + g], q1);
           sum = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(sum, ones, q0), ones, q1);
         }
         _mm512_store_si512(out[u].corr, _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(sum, 3)));
         const auto m = static_cast<__mmask16>(n >= 16 ? 0xFFFFu : (1u << n) - 1u);
-        const __m512i d = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, lane34, xb, 1);
+        const __m512i d = _mm512_permutexvar_epi32(lperm, _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, lane34, xb, 1));
         _mm512_store_ps(out[u].dx, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(d)));  // low half of each dword
+        for (int j = 0; j < 4; ++j) {
+          for (int i = 0; i < 4; ++i) {
+            const int64_t L = 4 * j + i;
+            const __m256i q = blk(L);
+            _mm_store_si128(reinterpret_cast<__m128i*>(out[u].one[j][0] + 16 * i), _mm256_castsi256_si128(q));
+            _mm_store_si128(reinterpret_cast<__m128i*>(out[u].one[j][1] + 16 * i), _mm256_extracti128_si256(q, 1));
+          }
+        }
       }
     } else {
       for (int64_t p = 0; p < (nb + 1) / 2; ++p) {
@@ -179,10 +226,47 @@ struct Avx512 {
     __m512 acc[NR][NT];
     for (int r = 0; r < NR; ++r)
       for (int t = 0; t < NT; ++t) acc[r][t] = _mm512_setzero_ps();
-    if constexpr (K == WKind::q4_0) {
-      // Per unit and row: regroup (q4u_*), then per token eight vpdpbusd from the correction
-      // (two chains of four), one convert and one fma with d_w * d_x: lane L sums block L's
-      // exact integer dot times its scales over the units; hsum at the end.
+    if constexpr (K == WKind::q4_0 && NT == 1) {
+      // One token, 4 blocks (72 bytes) at a time as ggml's layout allows: one byte permute
+      // gathers their nibble bytes into 128-bit lanes, two vpdpbusd leave 4 partial dwords per
+      // block, q4u_reduce sums a unit's 4 groups into one dword per block (q4u_block order),
+      // and the group's scales land in lanes j, 4 + j, 8 + j, 12 + j by a masked move.
+      const __m512i qs_idx = q4_qs_index(), d_idx = q4_d_index(), m4 = _mm512_set1_epi8(0x0F);
+      for (int64_t u = 0; u < (nb + 15) / 16; ++u) {
+        for (int r = 0; r < NR; ++r) {
+          const PrepQ4& x = xp[0][u];
+          __m512i P[4];
+          __m512 dw = _mm512_setzero_ps();
+          for (int j = 0; j < 4; ++j) {
+            const int64_t off = u * 288 + j * 72, bytes = std::min<int64_t>(72, (nb - 16 * u - 4 * j) * 18);
+            if (bytes <= 0) {
+              P[j] = _mm512_setzero_si512();
+              continue;
+            }
+            if (pf[r]) {
+              _mm_prefetch(reinterpret_cast<const char*>(pf[r] + off), _MM_HINT_T0);
+              _mm_prefetch(reinterpret_cast<const char*>(pf[r] + off + 64), _MM_HINT_T0);
+            }
+            // Masked loads never touch bytes past the row (the last group may hold 1..3 blocks).
+            const __m512i a = bytes == 72 ? _mm512_loadu_si512(w[r] + off)
+                                          : _mm512_maskz_loadu_epi8(byte_mask(bytes), w[r] + off);
+            const __m512i b = _mm512_maskz_loadu_epi8(byte_mask(bytes - 64), w[r] + off + 64);
+            const __m512i q = _mm512_permutex2var_epi8(a, qs_idx, b);
+            const __m512i lo = _mm512_and_si512(q, m4), hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
+            P[j] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, _mm512_load_si512(x.one[j][0])),
+                                       hi, _mm512_load_si512(x.one[j][1]));
+            const __m512 d4 = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutex2var_epi8(a, d_idx, b)));
+            dw = _mm512_mask_mov_ps(dw, static_cast<__mmask16>(0x1111u << j), d4);
+          }
+          const __m512i s = _mm512_add_epi32(q4u_reduce(P), _mm512_load_si512(x.corr));
+          acc[r][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, _mm512_load_ps(x.dx)), acc[r][0]);
+        }
+      }
+    } else if constexpr (K == WKind::q4_0) {
+      // Tiles: per unit and row the scales and the regrouped unit (q4u_*), then per token eight
+      // vpdpbusd from the correction (two chains of four), one convert and one fma with
+      // d_w * d_x: lane l sums its block's exact integer dot times the scales over the units;
+      // hsum at the end.
       const __m512i m4 = _mm512_set1_epi8(0x0F), four = _mm512_set1_epi8(4);
       __m512i iq[4][3];  // [q][window]: the windows' indices + 4 q
       for (int l = 0; l < 3; ++l) {
@@ -205,6 +289,10 @@ struct Avx512 {
           } else {  // masked loads never touch bytes past the row
             for (int l = 0; l < 5; ++l) X[l] = _mm512_maskz_loadu_epi8(byte_mask(bytes - 64 * l), p + 64 * l);
           }
+          __m512i dv = _mm512_permutex2var_epi8(X[0], id0, X[1]);
+          dv = _mm512_mask_blend_epi8(k_q4u_d_mid, dv, _mm512_permutex2var_epi8(X[2], id1, X[3]));
+          dv = _mm512_mask_blend_epi8(k_q4u_d_end, dv, _mm512_permutex2var_epi8(X[3], id2, X[4]));
+          const __m512 dw = _mm512_cvtph_ps(_mm512_castsi512_si256(dv));
           __m512i W[8];
           for (int q = 0; q < 4; ++q) {
             __m512i v = _mm512_permutex2var_epi8(X[0], iq[q][0], X[1]);
@@ -213,10 +301,6 @@ struct Avx512 {
             W[q] = _mm512_and_si512(v, m4);
             W[4 + q] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
           }
-          __m512i dv = _mm512_permutex2var_epi8(X[0], id0, X[1]);
-          dv = _mm512_mask_blend_epi8(k_q4u_d_mid, dv, _mm512_permutex2var_epi8(X[2], id1, X[3]));
-          dv = _mm512_mask_blend_epi8(k_q4u_d_end, dv, _mm512_permutex2var_epi8(X[3], id2, X[4]));
-          const __m512 dw = _mm512_cvtph_ps(_mm512_castsi512_si256(dv));
           for (int t = 0; t < NT; ++t) {
             const PrepQ4& x = xp[t][u];
             __m512i s0 = _mm512_load_si512(x.corr), s1 = _mm512_setzero_si512();
