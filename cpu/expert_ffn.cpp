@@ -70,6 +70,7 @@ Status expert_ffn(const KernelTable& kt, const ExpertFfnWeights& w, FfnMode mode
   ws.idx.resize(static_cast<size_t>(n_ff));
   ws.y.resize(static_cast<size_t>(T * n_embd));
   ws.n_idx.resize(static_cast<size_t>(n_chunk));
+  ws.mask.resize(static_cast<size_t>(T * n_chunk));
 
   for (int64_t t = 0; t < T; ++t) kt.quantize_row_q8_0(b.x + t * b.x_stride, ws.xq.data() + t * xrb, n_embd);
 
@@ -108,22 +109,27 @@ Status expert_ffn(const KernelTable& kt, const ExpertFfnWeights& w, FfnMode mode
     int32_t* idx = ws.idx.data() + j0;  // this chunk's active list lives in its own slice
     int64_t n_idx = 0;
     gemm_gu(n_embd, j1 - j0, gate + j0 * w.gate.nb[1], w.gate.nb[1], ws.xq.data(), xrb, T, g + j0, n_ff);
-    if (gate_neuron_active != nullptr) {  // this chunk's neurons only: no two chunks share an element
-      for (int64_t j = j0; j < j1; ++j) {
-        uint32_t n_on = 0;
-        for (int64_t t = 0; t < T; ++t) n_on += g[t * n_ff + j] > 0.0f ? 1u : 0u;
-        gate_neuron_active[j] += n_on;
+    // Per token, a bit per neuron of the chunk whose gate is on (contiguous scans of g); the
+    // chunk's active list is their union (every neuron when dense). a starts at 0 and only the
+    // (token, neuron) pairs whose gate is on are written below.
+    uint64_t* mk = ws.mask.data() + c;  // token t's mask at mk[t * n_chunk]
+    uint64_t any = 0;
+    for (int64_t t = 0; t < T; ++t) {
+      const float* gt = g + t * n_ff + j0;
+      uint64_t m = 0;
+      for (int64_t j = 0; j < j1 - j0; ++j) m |= static_cast<uint64_t>(gt[j] > 0.0f) << j;
+      mk[t * n_chunk] = m;
+      any |= m;
+      std::fill(a + t * n_ff + j0, a + t * n_ff + j1, 0.0f);
+      if (gate_neuron_active != nullptr) {  // this chunk's neurons only: no two chunks share an element
+        for (; m != 0; m &= m - 1) gate_neuron_active[j0 + __builtin_ctzll(m)] += 1;
       }
     }
+    if (!sparse) any = j1 - j0 == 64 ? ~uint64_t{0} : (uint64_t{1} << (j1 - j0)) - 1;
     for (int64_t j = j0; j < j1; ++j) {
-      bool on = !sparse;
-      for (int64_t t = 0; t < T && !on; ++t) on = g[t * n_ff + j] > 0.0f;
+      const bool on = (any >> (j - j0)) & 1;
       ws.active[j] = on;
-      if (on) {
-        idx[n_idx++] = static_cast<int32_t>(j);
-      } else {
-        for (int64_t t = 0; t < T; ++t) a[t * n_ff + j] = 0.0f;
-      }
+      if (on) idx[n_idx++] = static_cast<int32_t>(j);
     }
     // The active rows are scattered, which the hardware prefetchers do not follow: ask for all
     // of this chunk's up (and transposed down) rows now, into L2 (tens of KiB), so their DRAM
@@ -146,8 +152,9 @@ Status expert_ffn(const KernelTable& kt, const ExpertFfnWeights& w, FfnMode mode
       int32_t n = 0;
       off[0] = 0;
       for (int64_t i = 0; i < n_idx; ++i) {
+        const int64_t bit = idx[i] - j0;
         for (int64_t t = 0; t < T; ++t)
-          if (g[t * n_ff + idx[i]] > 0.0f) tok[n++] = static_cast<int32_t>(t);
+          if ((mk[t * n_chunk] >> bit) & 1) tok[n++] = static_cast<int32_t>(t);
         off[i + 1] = n;
       }
       ws.n_pairs[static_cast<size_t>(c)] = n;
@@ -156,11 +163,11 @@ Status expert_ffn(const KernelTable& kt, const ExpertFfnWeights& w, FfnMode mode
       ws.n_pairs[static_cast<size_t>(c)] = n_idx * T;
       gemm_rows_gu(n_embd, n_idx, idx, up, w.up.nb[1], ws.xq.data(), xrb, T, u, n_ff);
     }
-    // a = relu(g) * u; u is not computed (nor needed) where g <= 0.
+    // a = relu(g) * u where the gate is on (a is 0 elsewhere; u is not computed there).
     for (int64_t t = 0; t < T; ++t) {
-      for (int64_t i = 0; i < n_idx; ++i) {
-        const int64_t j = t * n_ff + idx[i];
-        a[j] = g[j] > 0.0f ? g[j] * u[j] : 0.0f;
+      for (uint64_t m = mk[t * n_chunk]; m != 0; m &= m - 1) {
+        const int64_t j = t * n_ff + j0 + __builtin_ctzll(m);
+        a[j] = g[j] * u[j];
       }
     }
     ws.n_idx[static_cast<size_t>(c)] = n_idx;
@@ -188,9 +195,8 @@ Status expert_ffn(const KernelTable& kt, const ExpertFfnWeights& w, FfnMode mode
       for (int64_t c = 0; c < n_chunk; ++c) {
         int32_t rows[k_ffn_chunk];
         int64_t n = 0;
-        const int32_t* idx = ws.idx.data() + c * k_ffn_chunk;
-        for (int64_t i = 0; i < ws.n_idx[static_cast<size_t>(c)]; ++i)
-          if (ws.g[static_cast<size_t>(t * n_ff + idx[i])] > 0.0f) rows[n++] = idx[i];
+        for (uint64_t m = ws.mask[static_cast<size_t>(t * n_chunk + c)]; m != 0; m &= m - 1)
+          rows[n++] = static_cast<int32_t>(c * k_ffn_chunk + __builtin_ctzll(m));
         down_rows(n_embd, n, rows, down, w.down.nb[1], ws.a.data() + t * n_ff, c == 0 ? y : part_buf.data());
         if (c > 0) {
           for (int64_t i = 0; i < n_embd; ++i) y[i] += part_buf[static_cast<size_t>(i)];

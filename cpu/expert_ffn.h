@@ -73,6 +73,7 @@ struct ExpertFfnWorkspace {
   std::vector<uint8_t> active;   // (n_ff)
   std::vector<int32_t> idx;      // (n_ff) active neurons, listed per chunk
   std::vector<int64_t> n_idx;    // (n_chunk) active neurons per chunk
+  std::vector<uint64_t> mask;    // (n_tok, n_chunk) bit j: gate of neuron 64 c + j on for token t
   std::vector<uint8_t> aq;       // (n_tok) q8_0 rows of n_ff (standard down)
   std::vector<float> y;          // (n_tok, n_embd)
   std::vector<float> part;       // (n_chunk, n_embd) per-chunk down sums (transposed, one token)
@@ -90,6 +91,7 @@ struct ExpertFfnStats {
 
 // Neurons per work chunk (fixed: results do not depend on the thread count).
 inline constexpr int64_t k_ffn_chunk = 64;
+static_assert(k_ffn_chunk <= 64, "a chunk's gate activity is one 64-bit mask per token");
 // Output rows per chunk of the standard-layout down projection.
 inline constexpr int64_t k_ffn_down_chunk = 128;
 static_assert(k_ffn_chunk <= k_down_rows_max, "a chunk's rows are one down_rows call");
