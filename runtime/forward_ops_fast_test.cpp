@@ -119,17 +119,20 @@ TEST_CASE("fast mul_mat matches the plain op for every dtype and shape and ISA",
     }
     // A row of a batch equals the same row alone (gemm's token tiles vs gemv), for q4_0 and
     // q8_0 with k over several of the SIMD kernels' units (AVX-512 q4_0: 16 blocks, so 1056 =
-    // 33 blocks is two whole units and a tail) and m over the 8-token tile with a tail.
+    // 33 blocks is two whole units and a tail) and m over the 8-token tile with a tail of 1
+    // (a lone token of a batch: the tile path) or 3.
     for (DType dt : {DType::q4_0, DType::q8_0}) {
       for (int64_t k : {int64_t{160}, int64_t{1056}}) {
-        INFO("isa " << cpu::isa_name(kt->isa) << " " << dtype_name(dt) << " k " << k);
-        const Weight w(dt, k, 37, 3);
-        const auto x = random_vec(static_cast<size_t>(11 * k), 9);
-        std::vector<float> all(11 * 37), one(37);
-        REQUIRE(fast->mul_mat(w.view, x.data(), 11, all.data()).ok());
-        for (int64_t i = 0; i < 11; ++i) {
-          REQUIRE(fast->mul_mat(w.view, x.data() + i * k, 1, one.data()).ok());
-          CHECK(std::memcmp(one.data(), all.data() + i * 37, sizeof(float) * 37) == 0);
+        for (int64_t m : {int64_t{9}, int64_t{11}}) {
+          INFO("isa " << cpu::isa_name(kt->isa) << " " << dtype_name(dt) << " k " << k << " m " << m);
+          const Weight w(dt, k, 37, 3);
+          const auto x = random_vec(static_cast<size_t>(m * k), 9);
+          std::vector<float> all(static_cast<size_t>(m * 37)), one(37);
+          REQUIRE(fast->mul_mat(w.view, x.data(), m, all.data()).ok());
+          for (int64_t i = 0; i < m; ++i) {
+            REQUIRE(fast->mul_mat(w.view, x.data() + i * k, 1, one.data()).ok());
+            CHECK(std::memcmp(one.data(), all.data() + i * 37, sizeof(float) * 37) == 0);
+          }
         }
       }
     }

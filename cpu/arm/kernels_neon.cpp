@@ -26,7 +26,7 @@ struct Neon {
   }
 
   template <WKind>
-  static void prepare(const block_q8_0* x, int64_t nb, Prep* out) {
+  static void prepare(const block_q8_0* x, int64_t nb, Prep* out, bool /*single*/) {
     for (int64_t b = 0; b < nb; ++b) {
       vst1q_s8(out[b].qs, vld1q_s8(x[b].qs));
       vst1q_s8(out[b].qs + 16, vld1q_s8(x[b].qs + 16));

@@ -12,7 +12,8 @@
 //   PrepFor<K>                         aligned per-activation-row unit for weights of
 //                                      kind K, any layout
 //   prep_units<K>(nb) -> int64_t       units per activation row of nb q8_0 blocks
-//   prepare<K>(x, nb, out)             nb blocks of q8_0 -> prep_units<K>(nb) units
+//   prepare<K>(x, nb, out, single)     nb blocks of q8_0 -> prep_units<K>(nb) units; single:
+//                                      the call has one token (a layout may be skipped otherwise)
 //   q_rows(NT) -> int (constexpr)      row tile of the quantized GEMM for NT tokens
 //   dot_q<K, NR, NT>(nb, w, pf, xp, out)
 //        out[r][t] = dot(row w[r], prepared row xp[t]); pf[r] (may be nullptr) is the row
@@ -125,7 +126,7 @@ struct Glue {
     std::vector<Prep<K>>& buf = prep_buffer<K>(static_cast<size_t>(nu * n_tok));
     const auto* xb = static_cast<const uint8_t*>(x);
     for (int64_t t = 0; t < n_tok; ++t) {
-      I::template prepare<K>(reinterpret_cast<const block_q8_0*>(xb + t * xrb), nb, buf.data() + t * nu);
+      I::template prepare<K>(reinterpret_cast<const block_q8_0*>(xb + t * xrb), nb, buf.data() + t * nu, n_tok == 1);
     }
     return buf;
   }

@@ -37,7 +37,7 @@ struct Avx2 {
   }
 
   template <WKind K>
-  static void prepare(const block_q8_0* x, int64_t nb, Prep* out) {
+  static void prepare(const block_q8_0* x, int64_t nb, Prep* out, bool /*single*/) {
     const __m256i ones8 = _mm256_set1_epi8(1);
     const __m256i ones16 = _mm256_set1_epi16(1);
     if constexpr (K == WKind::q4_0) {

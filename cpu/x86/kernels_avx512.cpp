@@ -132,6 +132,7 @@ struct Avx512 {
                            // 0..15 (low nibbles' elements), [1] bytes 16..31
     int32_t corr[16];     // -8 * (sum of lane l's block's 32 activation bytes)
     float dx[16];         // lane l's block's activation scale
+    int32_t has_one;      // one[][] filled (calls with one token; bigger ones skip it)
   };
   // q8_0: one unit = 2 blocks: qs[0] = b0 | b1. Lanes of an absent block are 0.
   struct alignas(64) PrepQ8 {
@@ -148,7 +149,7 @@ struct Avx512 {
   }
 
   template <WKind K>
-  static void prepare(const block_q8_0* x, int64_t nb, PrepFor<K>* out) {
+  static void prepare(const block_q8_0* x, int64_t nb, PrepFor<K>* out, bool single) {
     const __m512i ones = _mm512_set1_epi8(1);
     if constexpr (K == WKind::q4_0) {
       // An 8 x 8 dword transpose in each 256-bit half (row r holds block r's 32 bytes in its low
@@ -190,7 +191,8 @@ struct Avx512 {
         const auto m = static_cast<__mmask16>(n >= 16 ? 0xFFFFu : (1u << n) - 1u);
         const __m512i d = _mm512_permutexvar_epi32(lperm, _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, lane34, xb, 1));
         _mm512_store_ps(out[u].dx, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(d)));  // low half of each dword
-        for (int j = 0; j < 4; ++j) {
+        out[u].has_one = single;
+        for (int j = 0; j < 4 && single; ++j) {
           for (int i = 0; i < 4; ++i) {
             const int64_t L = 4 * j + i;
             const __m256i q = blk(L);
@@ -220,98 +222,118 @@ struct Avx512 {
   static constexpr int k_tok_tile = 8;
   static constexpr int q_rows(int) { return 1; }
 
+  template <int NR>
+  static void q4_one(int64_t nb, const uint8_t* const* w, const uint8_t* const* pf, const PrepQ4* const* xp,
+                     __m512 (&acc)[NR][1]) {
+    // One token, 4 blocks (72 bytes) at a time as ggml's layout allows: one byte permute
+    // gathers their nibble bytes into 128-bit lanes, two vpdpbusd leave 4 partial dwords per
+    // block, q4u_reduce sums a unit's 4 groups into one dword per block (q4u_block order),
+    // and the group's scales land in lanes j, 4 + j, 8 + j, 12 + j by a masked move.
+    const __m512i qs_idx = q4_qs_index(), d_idx = q4_d_index(), m4 = _mm512_set1_epi8(0x0F);
+    for (int64_t u = 0; u < (nb + 15) / 16; ++u) {
+      for (int r = 0; r < NR; ++r) {
+        const PrepQ4& x = xp[0][u];
+        __m512i P[4];
+        __m512 dw = _mm512_setzero_ps();
+        for (int j = 0; j < 4; ++j) {
+          const int64_t off = u * 288 + j * 72, bytes = std::min<int64_t>(72, (nb - 16 * u - 4 * j) * 18);
+          if (bytes <= 0) {
+            P[j] = _mm512_setzero_si512();
+            continue;
+          }
+          if (pf[r]) {
+            _mm_prefetch(reinterpret_cast<const char*>(pf[r] + off), _MM_HINT_T0);
+            _mm_prefetch(reinterpret_cast<const char*>(pf[r] + off + 64), _MM_HINT_T0);
+          }
+          // Masked loads never touch bytes past the row (the last group may hold 1..3 blocks).
+          const __m512i a = bytes == 72 ? _mm512_loadu_si512(w[r] + off)
+                                        : _mm512_maskz_loadu_epi8(byte_mask(bytes), w[r] + off);
+          const __m512i b = _mm512_maskz_loadu_epi8(byte_mask(bytes - 64), w[r] + off + 64);
+          const __m512i q = _mm512_permutex2var_epi8(a, qs_idx, b);
+          const __m512i lo = _mm512_and_si512(q, m4), hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
+          P[j] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, _mm512_load_si512(x.one[j][0])),
+                                     hi, _mm512_load_si512(x.one[j][1]));
+          const __m512 d4 = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutex2var_epi8(a, d_idx, b)));
+          dw = _mm512_mask_mov_ps(dw, static_cast<__mmask16>(0x1111u << j), d4);
+        }
+        const __m512i s = _mm512_add_epi32(q4u_reduce(P), _mm512_load_si512(x.corr));
+        acc[r][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, _mm512_load_ps(x.dx)), acc[r][0]);
+      }
+    }
+  }
+
+  template <int NR, int NT>
+  static void q4_tiles(int64_t nb, const uint8_t* const* w, const uint8_t* const* pf, const PrepQ4* const* xp,
+                       __m512 (&acc)[NR][NT]) {
+    // Tiles: per unit and row the scales and the regrouped unit (q4u_*), then per token eight
+    // vpdpbusd from the correction (two chains of four), one convert and one fma with
+    // d_w * d_x: lane l sums its block's exact integer dot times the scales over the units;
+    // hsum at the end.
+    const __m512i m4 = _mm512_set1_epi8(0x0F), four = _mm512_set1_epi8(4);
+    __m512i iq[4][3];  // [q][window]: the windows' indices + 4 q
+    for (int l = 0; l < 3; ++l) {
+      iq[0][l] = q4u_qs_index(l);
+      for (int q = 1; q < 4; ++q) iq[q][l] = _mm512_add_epi8(iq[q - 1][l], four);
+    }
+    const __m512i id0 = q4u_d_index(0), id1 = q4u_d_index(1), id2 = q4u_d_index(2);
+    const int64_t nu = (nb + 15) / 16;
+    for (int64_t u = 0; u < nu; ++u) {
+      const int64_t off = u * 288, bytes = std::min<int64_t>(288, (nb - 16 * u) * 18);
+      for (int r = 0; r < NR; ++r) {
+        const uint8_t* p = w[r] + off;
+        if (pf[r]) {
+          for (int l = 0; l < 5; ++l) _mm_prefetch(reinterpret_cast<const char*>(pf[r] + off + 64 * l), _MM_HINT_T0);
+        }
+        __m512i X[5];
+        if (bytes == 288) {
+          for (int l = 0; l < 4; ++l) X[l] = _mm512_loadu_si512(p + 64 * l);
+          X[4] = _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 256)));
+        } else {  // masked loads never touch bytes past the row
+          for (int l = 0; l < 5; ++l) X[l] = _mm512_maskz_loadu_epi8(byte_mask(bytes - 64 * l), p + 64 * l);
+        }
+        __m512i dv = _mm512_permutex2var_epi8(X[0], id0, X[1]);
+        dv = _mm512_mask_blend_epi8(k_q4u_d_mid, dv, _mm512_permutex2var_epi8(X[2], id1, X[3]));
+        dv = _mm512_mask_blend_epi8(k_q4u_d_end, dv, _mm512_permutex2var_epi8(X[3], id2, X[4]));
+        const __m512 dw = _mm512_cvtph_ps(_mm512_castsi512_si256(dv));
+        __m512i W[8];
+        for (int q = 0; q < 4; ++q) {
+          __m512i v = _mm512_permutex2var_epi8(X[0], iq[q][0], X[1]);
+          v = _mm512_mask_blend_epi8(k_q4u_mid, v, _mm512_permutex2var_epi8(X[2], iq[q][1], X[3]));
+          v = _mm512_mask_blend_epi8(k_q4u_end, v, _mm512_permutex2var_epi8(X[3], iq[q][2], X[4]));
+          W[q] = _mm512_and_si512(v, m4);
+          W[4 + q] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+        }
+        for (int t = 0; t < NT; ++t) {
+          const PrepQ4& x = xp[t][u];
+          __m512i s0 = _mm512_load_si512(x.corr), s1 = _mm512_setzero_si512();
+          for (int g = 0; g < 4; ++g) {
+            s0 = _mm512_dpbusd_epi32(s0, W[g], _mm512_load_si512(x.qs[g]));
+            s1 = _mm512_dpbusd_epi32(s1, W[4 + g], _mm512_load_si512(x.qs[4 + g]));
+          }
+          const __m512i s = _mm512_add_epi32(s0, s1);
+          acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, _mm512_load_ps(x.dx)), acc[r][t]);
+        }
+      }
+    }
+  }
+
   template <WKind K, int NR, int NT>
   static void dot_q(int64_t nb, const uint8_t* const* w, const uint8_t* const* pf, const PrepFor<K>* const* xp,
                     float (&out)[NR][NT]) {
     __m512 acc[NR][NT];
     for (int r = 0; r < NR; ++r)
       for (int t = 0; t < NT; ++t) acc[r][t] = _mm512_setzero_ps();
-    if constexpr (K == WKind::q4_0 && NT == 1) {
-      // One token, 4 blocks (72 bytes) at a time as ggml's layout allows: one byte permute
-      // gathers their nibble bytes into 128-bit lanes, two vpdpbusd leave 4 partial dwords per
-      // block, q4u_reduce sums a unit's 4 groups into one dword per block (q4u_block order),
-      // and the group's scales land in lanes j, 4 + j, 8 + j, 12 + j by a masked move.
-      const __m512i qs_idx = q4_qs_index(), d_idx = q4_d_index(), m4 = _mm512_set1_epi8(0x0F);
-      for (int64_t u = 0; u < (nb + 15) / 16; ++u) {
-        for (int r = 0; r < NR; ++r) {
-          const PrepQ4& x = xp[0][u];
-          __m512i P[4];
-          __m512 dw = _mm512_setzero_ps();
-          for (int j = 0; j < 4; ++j) {
-            const int64_t off = u * 288 + j * 72, bytes = std::min<int64_t>(72, (nb - 16 * u - 4 * j) * 18);
-            if (bytes <= 0) {
-              P[j] = _mm512_setzero_si512();
-              continue;
-            }
-            if (pf[r]) {
-              _mm_prefetch(reinterpret_cast<const char*>(pf[r] + off), _MM_HINT_T0);
-              _mm_prefetch(reinterpret_cast<const char*>(pf[r] + off + 64), _MM_HINT_T0);
-            }
-            // Masked loads never touch bytes past the row (the last group may hold 1..3 blocks).
-            const __m512i a = bytes == 72 ? _mm512_loadu_si512(w[r] + off)
-                                          : _mm512_maskz_loadu_epi8(byte_mask(bytes), w[r] + off);
-            const __m512i b = _mm512_maskz_loadu_epi8(byte_mask(bytes - 64), w[r] + off + 64);
-            const __m512i q = _mm512_permutex2var_epi8(a, qs_idx, b);
-            const __m512i lo = _mm512_and_si512(q, m4), hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
-            P[j] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, _mm512_load_si512(x.one[j][0])),
-                                       hi, _mm512_load_si512(x.one[j][1]));
-            const __m512 d4 = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutex2var_epi8(a, d_idx, b)));
-            dw = _mm512_mask_mov_ps(dw, static_cast<__mmask16>(0x1111u << j), d4);
-          }
-          const __m512i s = _mm512_add_epi32(q4u_reduce(P), _mm512_load_si512(x.corr));
-          acc[r][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, _mm512_load_ps(x.dx)), acc[r][0]);
+    if constexpr (K == WKind::q4_0) {
+      // One token takes the 72-byte path when its activations carry that layout (a call with
+      // one token); a lone token of a bigger call takes the tile path: the same bits.
+      if constexpr (NT == 1) {
+        if (xp[0][0].has_one) {
+          q4_one<NR>(nb, w, pf, xp, acc);
+        } else {
+          q4_tiles<NR, 1>(nb, w, pf, xp, acc);
         }
-      }
-    } else if constexpr (K == WKind::q4_0) {
-      // Tiles: per unit and row the scales and the regrouped unit (q4u_*), then per token eight
-      // vpdpbusd from the correction (two chains of four), one convert and one fma with
-      // d_w * d_x: lane l sums its block's exact integer dot times the scales over the units;
-      // hsum at the end.
-      const __m512i m4 = _mm512_set1_epi8(0x0F), four = _mm512_set1_epi8(4);
-      __m512i iq[4][3];  // [q][window]: the windows' indices + 4 q
-      for (int l = 0; l < 3; ++l) {
-        iq[0][l] = q4u_qs_index(l);
-        for (int q = 1; q < 4; ++q) iq[q][l] = _mm512_add_epi8(iq[q - 1][l], four);
-      }
-      const __m512i id0 = q4u_d_index(0), id1 = q4u_d_index(1), id2 = q4u_d_index(2);
-      const int64_t nu = (nb + 15) / 16;
-      for (int64_t u = 0; u < nu; ++u) {
-        const int64_t off = u * 288, bytes = std::min<int64_t>(288, (nb - 16 * u) * 18);
-        for (int r = 0; r < NR; ++r) {
-          const uint8_t* p = w[r] + off;
-          if (pf[r]) {
-            for (int l = 0; l < 5; ++l) _mm_prefetch(reinterpret_cast<const char*>(pf[r] + off + 64 * l), _MM_HINT_T0);
-          }
-          __m512i X[5];
-          if (bytes == 288) {
-            for (int l = 0; l < 4; ++l) X[l] = _mm512_loadu_si512(p + 64 * l);
-            X[4] = _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 256)));
-          } else {  // masked loads never touch bytes past the row
-            for (int l = 0; l < 5; ++l) X[l] = _mm512_maskz_loadu_epi8(byte_mask(bytes - 64 * l), p + 64 * l);
-          }
-          __m512i dv = _mm512_permutex2var_epi8(X[0], id0, X[1]);
-          dv = _mm512_mask_blend_epi8(k_q4u_d_mid, dv, _mm512_permutex2var_epi8(X[2], id1, X[3]));
-          dv = _mm512_mask_blend_epi8(k_q4u_d_end, dv, _mm512_permutex2var_epi8(X[3], id2, X[4]));
-          const __m512 dw = _mm512_cvtph_ps(_mm512_castsi512_si256(dv));
-          __m512i W[8];
-          for (int q = 0; q < 4; ++q) {
-            __m512i v = _mm512_permutex2var_epi8(X[0], iq[q][0], X[1]);
-            v = _mm512_mask_blend_epi8(k_q4u_mid, v, _mm512_permutex2var_epi8(X[2], iq[q][1], X[3]));
-            v = _mm512_mask_blend_epi8(k_q4u_end, v, _mm512_permutex2var_epi8(X[3], iq[q][2], X[4]));
-            W[q] = _mm512_and_si512(v, m4);
-            W[4 + q] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
-          }
-          for (int t = 0; t < NT; ++t) {
-            const PrepQ4& x = xp[t][u];
-            __m512i s0 = _mm512_load_si512(x.corr), s1 = _mm512_setzero_si512();
-            for (int g = 0; g < 4; ++g) {
-              s0 = _mm512_dpbusd_epi32(s0, W[g], _mm512_load_si512(x.qs[g]));
-              s1 = _mm512_dpbusd_epi32(s1, W[4 + g], _mm512_load_si512(x.qs[4 + g]));
-            }
-            const __m512i s = _mm512_add_epi32(s0, s1);
-            acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, _mm512_load_ps(x.dx)), acc[r][t]);
-          }
-        }
+      } else {
+        q4_tiles<NR, NT>(nb, w, pf, xp, acc);
       }
     } else {
       const __m512i d_lanes = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
