@@ -126,13 +126,14 @@ constexpr __mmask64 k_q4u_d_mid = q4u_mask(1, true), k_q4u_d_end = q4u_mask(2, t
 struct Avx512 {
   // q4_0: one unit = 16 blocks; lane l = block 16 u + q4u_block(l). Both layouts are filled.
   struct alignas(64) PrepQ4 {
-    int8_t qs[8][64];     // tiles: qs[g] dword l = bytes 4g..4g+3 of lane l's block (g < 4 pair
-                          // with the weights' low nibbles, 4..7 with the high ones)
+    int8_t qs[8][64];     // tiles (calls with several tokens): qs[g] dword l = bytes 4g..4g+3 of
+                          // lane l's block (g < 4 pair with the weights' low nibbles, 4..7 with
+                          // the high ones)
     int8_t one[4][2][64];  // one token: group j, 128-bit lane i = block 4 j + i: [0] its bytes
                            // 0..15 (low nibbles' elements), [1] bytes 16..31
     int32_t corr[16];     // -8 * (sum of lane l's block's 32 activation bytes)
     float dx[16];         // lane l's block's activation scale
-    int32_t has_one;      // one[][] filled (calls with one token; bigger ones skip it)
+    int32_t has_one;      // one[][] filled, not qs (a call with one token), or the reverse
   };
   // q8_0: one unit = 2 blocks: qs[0] = b0 | b1. Lanes of an absent block are 0.
   struct alignas(64) PrepQ8 {
@@ -152,9 +153,10 @@ struct Avx512 {
   static void prepare(const block_q8_0* x, int64_t nb, PrepFor<K>* out, bool single) {
     const __m512i ones = _mm512_set1_epi8(1);
     if constexpr (K == WKind::q4_0) {
-      // An 8 x 8 dword transpose in each 256-bit half (row r holds block r's 32 bytes in its low
-      // half and block r + 8's in its high half; absent blocks 0), then the lanes to q4u order;
-      // the scales come by gather. The one-token layout is the blocks' bytes as they are.
+      // Scales by gather, in q4u order. A call with one token: the one-token layout only (the
+      // blocks' bytes as they are). Otherwise the tile layout: an 8 x 8 dword transpose in each
+      // 256-bit half (row r holds block r's 32 bytes in its low half and block r + 8's in its
+      // high half; absent blocks 0), then the lanes to q4u order.
       const __m512i lane34 = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
                                                 _mm512_set1_epi32(34));
       const __m512i lo_idx = _mm512_set_epi64(13, 12, 5, 4, 9, 8, 1, 0);  // d0..d3 of blocks 0..15
@@ -166,40 +168,52 @@ struct Avx512 {
         const auto blk = [&](int64_t L) {
           return L < n ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb[L].qs)) : _mm256_setzero_si256();
         };
-        __m512i r[8], t[8], v[8];
-        for (int L = 0; L < 8; ++L) r[L] = _mm512_inserti64x4(_mm512_castsi256_si512(blk(L)), blk(L + 8), 1);
-        for (int i = 0; i < 4; ++i) {
-          t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
-          t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
-        }
-        for (int h = 0; h < 2; ++h) {  // rows 4h..4h+3
-          const __m512i* a = t + 4 * h;
-          v[4 * h + 0] = _mm512_unpacklo_epi64(a[0], a[2]);  // 128-bit lanes: dword 0 | 4 of 4 blocks
-          v[4 * h + 1] = _mm512_unpackhi_epi64(a[0], a[2]);  // 1 | 5
-          v[4 * h + 2] = _mm512_unpacklo_epi64(a[1], a[3]);  // 2 | 6
-          v[4 * h + 3] = _mm512_unpackhi_epi64(a[1], a[3]);  // 3 | 7
-        }
-        __m512i sum = _mm512_setzero_si512();
-        for (int g = 0; g < 4; ++g) {
-          const __m512i q0 = _mm512_permutexvar_epi32(lperm, _mm512_permutex2var_epi64(v[g], lo_idx, v[4 + g]));
-          const __m512i q1 = _mm512_permutexvar_epi32(lperm, _mm512_permutex2var_epi64(v[g], hi_idx, v[4 + g]));
-          _mm512_store_si512(out[u].qs[g], q0);
-          _mm512_store_si512(out[u].qs[4 + g], q1);
-          sum = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(sum, ones, q0), ones, q1);
-        }
-        _mm512_store_si512(out[u].corr, _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(sum, 3)));
         const auto m = static_cast<__mmask16>(n >= 16 ? 0xFFFFu : (1u << n) - 1u);
         const __m512i d = _mm512_permutexvar_epi32(lperm, _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, lane34, xb, 1));
         _mm512_store_ps(out[u].dx, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(d)));  // low half of each dword
         out[u].has_one = single;
-        for (int j = 0; j < 4 && single; ++j) {
+        __m512i sum = _mm512_setzero_si512();
+        if (single) {
+          // Group j: 128-bit lane i = block 4 j + i's bytes 0..15 ([0]) and 16..31 ([1]); the
+          // block sums come through the dot's own lane reduction (q4u_reduce).
+          __m512i P[4];
+          for (int j = 0; j < 4; ++j) {
+            __m512i h[2];
+            for (int k = 0; k < 2; ++k) {
+              const auto half = [&](int i) {
+                const __m256i q = blk(4 * j + i);
+                return k == 0 ? _mm256_castsi256_si128(q) : _mm256_extracti128_si256(q, 1);
+              };
+              h[k] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set_m128i(half(1), half(0))),
+                                        _mm256_set_m128i(half(3), half(2)), 1);
+              _mm512_store_si512(out[u].one[j][k], h[k]);
+            }
+            P[j] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, h[0]), ones, h[1]);
+          }
+          sum = q4u_reduce(P);
+        } else {
+          __m512i r[8], t[8], v[8];
+          for (int L = 0; L < 8; ++L) r[L] = _mm512_inserti64x4(_mm512_castsi256_si512(blk(L)), blk(L + 8), 1);
           for (int i = 0; i < 4; ++i) {
-            const int64_t L = 4 * j + i;
-            const __m256i q = blk(L);
-            _mm_store_si128(reinterpret_cast<__m128i*>(out[u].one[j][0] + 16 * i), _mm256_castsi256_si128(q));
-            _mm_store_si128(reinterpret_cast<__m128i*>(out[u].one[j][1] + 16 * i), _mm256_extracti128_si256(q, 1));
+            t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+            t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+          }
+          for (int hh = 0; hh < 2; ++hh) {  // rows 4hh..4hh+3
+            const __m512i* a = t + 4 * hh;
+            v[4 * hh + 0] = _mm512_unpacklo_epi64(a[0], a[2]);  // 128-bit lanes: dword 0 | 4 of 4 blocks
+            v[4 * hh + 1] = _mm512_unpackhi_epi64(a[0], a[2]);  // 1 | 5
+            v[4 * hh + 2] = _mm512_unpacklo_epi64(a[1], a[3]);  // 2 | 6
+            v[4 * hh + 3] = _mm512_unpackhi_epi64(a[1], a[3]);  // 3 | 7
+          }
+          for (int g = 0; g < 4; ++g) {
+            const __m512i q0 = _mm512_permutexvar_epi32(lperm, _mm512_permutex2var_epi64(v[g], lo_idx, v[4 + g]));
+            const __m512i q1 = _mm512_permutexvar_epi32(lperm, _mm512_permutex2var_epi64(v[g], hi_idx, v[4 + g]));
+            _mm512_store_si512(out[u].qs[g], q0);
+            _mm512_store_si512(out[u].qs[4 + g], q1);
+            sum = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(sum, ones, q0), ones, q1);
           }
         }
+        _mm512_store_si512(out[u].corr, _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(sum, 3)));
       }
     } else {
       for (int64_t p = 0; p < (nb + 1) / 2; ++p) {
