@@ -247,6 +247,7 @@ struct FfnSet {
   int64_t n_embd = 0, n_ff = 0, n_expert = 0;
   size_t mat = 0;
   std::unique_ptr<Arena> gate[3], up, down;  // gate per inactivity level 0 / 60 / 80 %
+  std::unique_ptr<Arena> updown;               // up and down rows of each neuron side by side (the CPU repack)
 };
 
 FfnSet& ffn_set(int64_t n_embd, int64_t n_ff) {
@@ -274,11 +275,19 @@ FfnSet& ffn_set(int64_t n_embd, int64_t n_ff) {
   s.down = std::make_unique<Arena>(s.mat * static_cast<size_t>(s.n_expert));
   fill_rows(DType::q4_0, s.up->data, n_ff * s.n_expert, n_embd, seed, nullptr);
   fill_rows(DType::q4_0, s.down->data, n_ff * s.n_expert, n_embd, seed, nullptr);
+  // As runtime/convert.h repack_up_down_in_memory lays them out (same bytes per row).
+  s.updown = std::make_unique<Arena>(2 * s.mat * static_cast<size_t>(s.n_expert));
+  const size_t rb = dtype_row_size(DType::q4_0, n_embd);
+  for (int64_t r = 0; r < n_ff * s.n_expert; ++r) {
+    std::memcpy(s.updown->data + 2 * static_cast<size_t>(r) * rb, s.up->data + static_cast<size_t>(r) * rb, rb);
+    std::memcpy(s.updown->data + (2 * static_cast<size_t>(r) + 1) * rb, s.down->data + static_cast<size_t>(r) * rb, rb);
+  }
   return s;
 }
 
+// repacked (transposed down only): up and down rows from FfnSet::updown, row stride 2 rows.
 void BM_expert_ffn(benchmark::State& state, const KernelTable* kt, int64_t n_embd, int64_t n_ff, DownLayout layout,
-                   FfnMode mode, int level, int64_t n_tok) {
+                   FfnMode mode, int level, int64_t n_tok, bool repacked) {
   FfnSet& s = ffn_set(n_embd, n_ff);
   const int64_t d = n_embd, f = n_ff;
   const auto n = static_cast<size_t>(n_tok * d);
@@ -298,6 +307,14 @@ void BM_expert_ffn(benchmark::State& state, const KernelTable* kt, int64_t n_emb
     w.down = layout == DownLayout::transposed ? TensorView::contiguous(s.down->data + off, DType::q4_0, {d, f, 1, 1})
                                               : TensorView::contiguous(s.down->data + off, DType::q4_0, {f, d, 1, 1});
     w.down_layout = layout;
+    if (repacked) {
+      const size_t rb = w.up.row_size();
+      w.up.data = s.updown->data + 2 * off;
+      w.down.data = s.updown->data + 2 * off + rb;
+      w.up.nb[1] = w.down.nb[1] = 2 * rb;
+      w.up.nb[2] = w.down.nb[2] = 2 * rb * static_cast<size_t>(f);
+      w.up.nb[3] = w.down.nb[3] = w.up.nb[2];
+    }
     const auto t0 = Clock::now();
     const Status status =
         expert_ffn(*kt, w, mode, ExpertFfnBatch{x.data(), d, n_tok, rw.data(), acc.data(), d}, ws, *g_pool, &st);
@@ -316,7 +333,7 @@ void BM_expert_ffn(benchmark::State& state, const KernelTable* kt, int64_t n_emb
   state.counters["inactive_pct"] = 100.0 * (1.0 - active / calls / static_cast<double>(f));
   state.counters["best_us"] = 1e6 * best;
   const std::string key = std::string(isa_name(kt->isa)) + "/" + std::to_string(n_embd) +
-                          (layout == DownLayout::transposed ? "/t/" : "/s/") + std::to_string(n_tok);
+                          (layout == DownLayout::transposed ? "/t/" : "/s/") + std::to_string(n_tok);  // dense: not repacked
   if (mode == FfnMode::dense) {
     g_dense[key] = best;
     g_dense_bytes[key] = bytes / calls;
@@ -488,11 +505,16 @@ void register_all() {
           const std::string tail = "/n_tok_" + std::to_string(n_tok);
           const std::string base = std::string("_q4_0") + sfx + "/" + sh.name + "_" + ln;
           reg("expert_ffn_dense" + base + tail, BM_expert_ffn, kt, sh.n_embd, sh.n_ff, layout, FfnMode::dense, 0,
-              n_tok);
+              n_tok, false);
           for (int level : {1, 2}) {
-            reg("expert_ffn_sparse" + base + "/inactive_" + std::to_string(static_cast<int>(k_inactive[level] * 100)) +
-                    tail,
-                BM_expert_ffn, kt, sh.n_embd, sh.n_ff, layout, FfnMode::sparse, level, n_tok);
+            const std::string lv = "/inactive_" + std::to_string(static_cast<int>(k_inactive[level] * 100));
+            reg("expert_ffn_sparse" + base + lv + tail, BM_expert_ffn, kt, sh.n_embd, sh.n_ff, layout, FfnMode::sparse,
+                level, n_tok, false);
+            // Beside it, the same expert repacked (up and down rows side by side, `tandem run`'s default).
+            if (layout == DownLayout::transposed) {
+              reg("expert_ffn_sparse" + base + "_repacked" + lv + tail, BM_expert_ffn, kt, sh.n_embd, sh.n_ff, layout,
+                  FfnMode::sparse, level, n_tok, true);
+            }
           }
         }
       }

@@ -342,9 +342,10 @@ Status bench_model(const BenchOptions& o, const Model& model, bool use_mmap, con
   base.repetitions = o.repetitions;
   base.use_mmap = use_mmap;
 
-  const size_t n_total = o.use_mmap.size() * o.placement.size() * o.device.size() * o.plan.size() *
+  const size_t n_total = o.use_mmap.size() * o.repack.size() * o.placement.size() * o.device.size() * o.plan.size() *
                          o.mem_limit.size() * o.n_threads.size() * o.n_ubatch.size() * o.n_prompt.size() * o.n_gen.size();
   Runner runner{o, model, progress, 0};
+  for (int repack : o.repack)
   for (const std::string& placement : o.placement)
     for (const std::string& device : o.device)
       for (const auto& plan : o.plan)
@@ -355,6 +356,7 @@ Status bench_model(const BenchOptions& o, const Model& model, bool use_mmap, con
                 for (uint32_t n : o.n_gen) {
                   BenchRecord rec = base;
                   rec.placement = placement;
+                  rec.repack = repack != 0;
                   rec.device = device;
                   rec.plan = plan.string();
                   rec.mem_limit = mem_limit;
@@ -363,7 +365,8 @@ Status bench_model(const BenchOptions& o, const Model& model, bool use_mmap, con
                   rec.n_prompt = p;
                   rec.n_gen = n;
                   const std::string tag = fmt::format("[{}/{}] {}{} t={} ub={} p={} n={}", records.size() + 1, n_total,
-                                                      placement, use_mmap ? "" : " no-mmap", rec.n_threads, ub, p, n);
+                                                      placement, std::string(use_mmap ? "" : " no-mmap") + (repack ? "" : " no-repack"),
+                                                      rec.n_threads, ub, p, n);
                   rec.date = utc_now();
                   ExecutorOptions eo;
                   eo.placement = placement;
@@ -371,6 +374,7 @@ Status bench_model(const BenchOptions& o, const Model& model, bool use_mmap, con
                   eo.plan = plan;
                   eo.mem_limit = mem_limit;
                   eo.cpu_ops = o.cpu_ops;
+                  eo.repack = repack != 0;
                   eo.cache_type = o.cache_type;
                   eo.n_threads = rec.n_threads;
                   eo.n_ubatch = ub;
@@ -387,6 +391,7 @@ Status bench_model(const BenchOptions& o, const Model& model, bool use_mmap, con
 
 Result<std::vector<BenchRecord>> run_bench(const BenchOptions& o, const BenchProgress& progress) {
   if (o.use_mmap.empty()) return make_error(ErrorCode::invalid_argument, "bench: --mmap needs at least one value");
+  if (o.repack.empty()) return make_error(ErrorCode::invalid_argument, "bench: --repack needs at least one value");
   std::vector<BenchRecord> records;
   // One load of the model per --mmap value (mapped, or read into memory), the other lists inside.
   for (int mmp : o.use_mmap) {
@@ -421,6 +426,7 @@ nlohmann::ordered_json to_json(const BenchRecord& r) {
   j["plan"] = r.plan;
   j["mem_limit"] = r.mem_limit;
   j["use_mmap"] = r.use_mmap;
+  j["repack"] = r.repack;
   j["cpu_ops"] = r.cpu_ops;
   j["type_k"] = r.type_k;
   j["n_threads"] = r.n_threads;
@@ -547,7 +553,7 @@ std::string bench_markdown(const std::vector<BenchRecord>& records) {
   for (const BenchRecord& r : records) {
     std::vector<std::string> c = {r.model_type, human_size(r.model_size), human_params(r.model_n_params),
                                   r.placement + (r.device.empty() ? "" : " " + r.device) + (r.plan.empty() ? "" : " plan") +
-                                      (r.use_mmap ? "" : " no-mmap"),
+                                      (r.use_mmap ? "" : " no-mmap") + (r.repack ? "" : " no-repack"),
                                   r.isa + (r.cpu_ops == "fast" ? "" : " (" + r.cpu_ops + ")"), std::to_string(r.n_threads),
                                   std::to_string(r.n_ubatch)};
     const auto ts = [](double avg, double sd) { return fmt::format("{:.2f} ± {:.2f}", avg, sd); };

@@ -69,6 +69,7 @@ struct BenchOptions {
   std::vector<std::filesystem::path> plan = {""};   // --plan
   std::vector<uint64_t> mem_limit = {0};            // --mem-limit, bytes (0 = none)
   std::vector<int> use_mmap = {1};                  // --mmap (0 = --no-mmap: the model read into memory)
+  std::vector<int> repack = {1};                    // --repack (0 = --no-repack; cpu placement, cpu_executor.h)
   uint32_t repetitions = 5;                         // -r
   std::string cpu_ops = "fast";                     // --cpu-ops
   DType cache_type = DType::f16;                    // -ctk
@@ -98,6 +99,7 @@ struct BenchRecord {
   std::string placement, device, plan, cpu_ops, type_k;
   uint64_t mem_limit = 0;
   bool use_mmap = true;        // false: the model was read into anonymous huge-page memory
+  bool repack = true;          // false: --no-repack (only the cpu placement repacks)
   int n_threads = 0;           // resolved (never 0)
   uint32_t n_ubatch = 0, n_prompt = 0, n_gen = 0, repetitions = 0;
   // Availability: false when make_executor failed; `error` says why and no figure is set.

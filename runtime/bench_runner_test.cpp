@@ -266,6 +266,31 @@ TEST_CASE("bench: --mmap 1,0 benches the mapped model and the one read into memo
   CHECK_FALSE(run_bench(o, nullptr).ok());
 }
 
+TEST_CASE("bench: --repack 1,0 gives a record each, marked, with the same bytes per token", "[bench]") {
+  TinyModel m;
+  BenchOptions o = small(m.path);
+  o.repetitions = 1;
+  o.repack = {1, 0};
+  auto r = run_bench(o, nullptr);
+  INFO(r.status().message());
+  REQUIRE(r.ok());
+  REQUIRE(r->size() == 2);
+  CHECK((*r)[0].repack);
+  CHECK_FALSE((*r)[1].repack);
+  for (const BenchRecord& rec : *r) {
+    CHECK(rec.available);
+    CHECK(rec.tg_avg_ts > 0);
+    CHECK(rec.bytes_per_token == (*r)[0].bytes_per_token);
+  }
+  const std::string md = bench_markdown(*r);
+  CHECK_THAT(md, Contains("| cpu no-repack |"));
+  const auto j = nlohmann::json::parse(bench_json(*r));
+  CHECK(j[0]["repack"] == true);
+  CHECK(j[1]["repack"] == false);
+  o.repack.clear();
+  CHECK_FALSE(run_bench(o, nullptr).ok());
+}
+
 TEST_CASE("bench: bad values and a missing model are errors", "[bench]") {
   TinyModel m;
   BenchOptions o = small(m.path);

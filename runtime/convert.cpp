@@ -6,10 +6,14 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstring>
 #include <new>
 #include <string>
 #include <system_error>
 #include <unordered_map>
+
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "cpu/quants.h"
 #include "runtime/gguf_writer.h"
@@ -188,6 +192,72 @@ Result<std::unique_ptr<TransposedDown>> transpose_down_in_memory(const Model& mo
   }
   t->down_weight_nmse = err.den > 0 ? err.num / err.den : 0.0;
   return t;
+}
+
+RepackedUpDown::~RepackedUpDown() {
+  for (uint8_t* b : buffers) ::operator delete[](b, std::align_val_t{64});
+}
+
+namespace {
+
+bool contiguous(const TensorView& t) {
+  return t.nb[1] == t.row_size() && t.nb[2] == t.nb[1] * static_cast<size_t>(t.ne[1]) &&
+         t.nb[3] == t.nb[2] * static_cast<size_t>(t.ne[2]);
+}
+
+// MADV_DONTNEED on the whole pages inside [p, p + n) (advice only: a failure changes nothing).
+void drop_pages(const void* p, size_t n) {
+  const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const auto a = reinterpret_cast<uintptr_t>(p);
+  const uintptr_t lo = (a + page - 1) / page * page, hi = (a + n) / page * page;
+  if (hi > lo) ::madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);
+}
+
+}  // namespace
+
+Result<std::unique_ptr<RepackedUpDown>> repack_up_down_in_memory(const ModelShape& shape, const ModelWeights& weights,
+                                                                 bool drop_source) {
+  auto r = std::make_unique<RepackedUpDown>();
+  r->weights = weights;
+  if (shape.down_layout != DownLayout::transposed) return r;
+  for (LayerWeights& l : r->weights.layers) {
+    TensorView& up = l.ffn_up_exps;
+    TensorView& down = l.ffn_down_exps;
+    if (up.data == nullptr || down.data == nullptr || up.dtype != down.dtype || up.ne != down.ne || !contiguous(up) ||
+        !contiguous(down)) {
+      continue;
+    }
+    const size_t rb = up.row_size();
+    const int64_t rows = up.nrows();
+    const size_t bytes = 2 * rb * static_cast<size_t>(rows);
+    auto* dst = static_cast<uint8_t*>(::operator new[](bytes, std::align_val_t{64}, std::nothrow));
+    if (dst == nullptr) {
+      return make_error(ErrorCode::out_of_memory, "repack: cannot allocate {} bytes for '{}' and '{}'", bytes, up.name,
+                        down.name);
+    }
+    r->buffers.push_back(dst);
+    const auto* u = static_cast<const uint8_t*>(up.data);
+    const auto* d = static_cast<const uint8_t*>(down.data);
+    tbb::parallel_for(tbb::blocked_range<int64_t>(0, rows, 4096), [&](const tbb::blocked_range<int64_t>& range) {
+      for (int64_t i = range.begin(); i < range.end(); ++i) {
+        std::memcpy(dst + 2 * static_cast<size_t>(i) * rb, u + static_cast<size_t>(i) * rb, rb);
+        std::memcpy(dst + (2 * static_cast<size_t>(i) + 1) * rb, d + static_cast<size_t>(i) * rb, rb);
+      }
+    });
+    if (drop_source) {
+      drop_pages(up.data, up.nbytes());
+      drop_pages(down.data, down.nbytes());
+    }
+    for (TensorView* t : {&up, &down}) {
+      t->data = t == &up ? dst : dst + rb;
+      t->nb[1] = 2 * rb;
+      t->nb[2] = t->nb[1] * static_cast<size_t>(t->ne[1]);
+      t->nb[3] = t->nb[2] * static_cast<size_t>(t->ne[2]);
+    }
+    r->bytes += bytes;
+    ++r->n_layers;
+  }
+  return r;
 }
 
 namespace {

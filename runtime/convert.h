@@ -75,6 +75,35 @@ struct TransposedDown {
 // unsupported for a down dtype the converter cannot write; out_of_memory.
 Result<std::unique_ptr<TransposedDown>> transpose_down_in_memory(const Model& model);
 
+// The CPU repack of the experts' up and down rows (CpuExecutor, on unless --no-repack; in the
+// spirit of llama.cpp's CPU weight repacking): for a transposed-down model, each neuron's
+// ffn_up_exps row and ffn_down_exps row are placed side by side, so an active neuron of the
+// ReLU-sparse FFN reads one contiguous run of 2 x row_size bytes instead of two scattered rows
+// (half the DRAM bursts to open and half the pages to translate). The bytes of every row are
+// unchanged, so results are bit-identical; only the row strides change:
+//   up:   data = buffer,            nb[1] = 2 * row_size, nb[2] = nb[1] * n_ff_exp
+//   down: data = buffer + row_size, the same strides
+// Layers whose up and down differ in dtype or shape, or are not contiguous, are left as they
+// are (so is a standard-layout model: its down rows are not per neuron). With drop_source the
+// source ranges are then dropped from the process (madvise MADV_DONTNEED, page-aligned interior:
+// clean file pages of a mapping, read again from the file if anything touches them); only pass
+// it for a file-backed mapping (GgufFile::file_backed), where it keeps the resident set at the
+// model's size. Memory: the size of the up and down tensors. Errors: out_of_memory.
+struct RepackedUpDown {
+  ModelWeights weights;  // views into `buffers` for the repacked layers, the source's otherwise
+  uint64_t bytes = 0;    // owned buffer bytes
+  int n_layers = 0;      // layers repacked
+
+  RepackedUpDown() = default;
+  RepackedUpDown(const RepackedUpDown&) = delete;
+  RepackedUpDown& operator=(const RepackedUpDown&) = delete;
+  ~RepackedUpDown();
+
+  std::vector<uint8_t*> buffers;  // 64-byte aligned, one per repacked layer
+};
+Result<std::unique_ptr<RepackedUpDown>> repack_up_down_in_memory(const ModelShape& shape, const ModelWeights& weights,
+                                                                 bool drop_source);
+
 // Precision cost of a conversion, measured on the experts' outputs: for `n_tokens`
 // deterministic random inputs x (unit variance, as after ffn_norm) and every expert of every
 // layer, h = relu(gate_e x) * (up_e x) (f32 from the dequantized weights of `standard`), then

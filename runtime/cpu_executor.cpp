@@ -22,6 +22,10 @@ Result<std::unique_ptr<CpuExecutor>> CpuExecutor::create(const Model& model, con
     shape = &ex->transposed_->shape;
     weights = &ex->transposed_->weights;
   }
+  if (options.repack && !ex->transposed_ && model.file().file_backed()) {
+    TANDEM_ASSIGN_OR_RETURN(ex->repacked_, repack_up_down_in_memory(*shape, *weights, /*drop_source=*/true));
+    weights = &ex->repacked_->weights;
+  }
   TANDEM_ASSIGN_OR_RETURN(ex->forward_, Forward::create(*shape, *weights, fwd, std::move(ops)));
   ex->ops_ = &ex->forward_->ops();
   return ex;
@@ -37,13 +41,17 @@ Status CpuExecutor::eval(std::span<const int32_t> tokens, LogitsRows rows, std::
 std::vector<DeviceMemoryLine> CpuExecutor::memory_lines() const {
   constexpr double mib = 1024.0 * 1024.0;
   return {{"CPU", fmt::format("weights {:.1f} MiB read in place from the mapped file (page cache, counted once), "
-                              "KV cache {:.1f} MiB ({}), ops {}{}",
+                              "KV cache {:.1f} MiB ({}), ops {}{}{}",
                               static_cast<double>(model_.file().file_size()) / mib,
                               static_cast<double>(kv_.size_bytes()) / mib, dtype_name(kv_.type()), ops_->name(),
                               transposed_ ? fmt::format(", ffn_down_exps transposed at load ({:.1f} MiB, weight NMSE {:.1e})",
                                                         static_cast<double>(transposed_bytes()) / mib,
                                                         transposed_->down_weight_nmse)
-                                          : std::string())}};
+                                          : std::string(),
+                              repacked_ && repacked_->n_layers > 0
+                                  ? fmt::format(", expert up and down rows repacked side by side ({:.1f} MiB, {} layers)",
+                                                static_cast<double>(repacked_->bytes) / mib, repacked_->n_layers)
+                                  : std::string())}};
 }
 
 uint64_t CpuExecutor::transposed_bytes() const {

@@ -24,6 +24,12 @@ struct CpuExecutorOptions {
   // memory at load (runtime/convert.h, requantized: the precision cost is stated there) so the
   // sparse FFN reads only active neurons' down rows. Ignored for already transposed models.
   bool transpose_down = false;
+  // The CPU repack (runtime/convert.h repack_up_down_in_memory): each neuron's expert up and
+  // down rows side by side, for a transposed-down model mapped from its file (bit-identical
+  // results; the source pages are dropped so the resident set stays the model's size). Skipped
+  // for a model read into memory (--no-mmap: the copy would double its up and down bytes) and
+  // after transpose_down. false = --no-repack.
+  bool repack = true;
 };
 
 class CpuExecutor final : public Executor {
@@ -45,12 +51,14 @@ class CpuExecutor final : public Executor {
 
   Forward& forward() { return *forward_; }
   uint64_t transposed_bytes() const;  // memory held by --transpose-down's copies
+  uint64_t repacked_bytes() const { return repacked_ ? repacked_->bytes : 0; }  // the repack's buffers
   KvCache& kv() { return kv_; }
 
  private:
   CpuExecutor(const Model& model, KvCache kv) : model_(model), kv_(std::move(kv)) {}
   const Model& model_;
   std::unique_ptr<TransposedDown> transposed_;  // set with transpose_down; Forward views it
+  std::unique_ptr<RepackedUpDown> repacked_;    // set by the repack; Forward views it
   KvCache kv_;
   std::unique_ptr<Forward> forward_;
   ForwardOps* ops_ = nullptr;  // owned by forward_

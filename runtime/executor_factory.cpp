@@ -145,6 +145,7 @@ Result<std::unique_ptr<Executor>> make_executor(const Model& model, const Execut
     co.n_threads = options.n_threads;
     co.cache_type = options.cache_type;
     co.transpose_down = options.transpose_down;
+    co.repack = options.repack;
     TANDEM_ASSIGN_OR_RETURN(auto ex, CpuExecutor::create(model, co, std::move(ops)));
     return std::unique_ptr<Executor>(std::move(ex));
   }

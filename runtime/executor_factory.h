@@ -51,6 +51,8 @@ struct ExecutorOptions {
   std::filesystem::path profile;
   // --transpose-down: the plain cpu placement only (cpu_executor.h); refused elsewhere (above).
   bool transpose_down = false;
+  // The plain cpu placement's repack of expert up/down rows (cpu_executor.h); false = --no-repack.
+  bool repack = true;
 };
 
 // The placement "auto" stands for, given the plan (nullptr: none); other names unchanged.

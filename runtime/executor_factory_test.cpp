@@ -447,3 +447,78 @@ TEST_CASE("make_executor: --transpose-down on a transposed file is a no-op on th
     CHECK(test::max_abs_diff(a, b) == 0.0);
   }
 }
+
+TEST_CASE("make_executor: the cpu repack of expert up/down rows gives the same bits, and only where it applies",
+          "[executor][convert]") {
+  test::TempDir dir;
+  for (DType dt : {DType::q4_0, DType::q8_0}) {
+    INFO(dtype_name(dt));
+    MakeModelOptions mo;
+    mo.dtype = dt;
+    mo.transpose_down = true;
+    const auto path = dir / ("t-" + std::string(dtype_name(dt)) + ".gguf");
+    auto model = testing::make_and_load(mo, path);
+    REQUIRE(model.ok());
+    const ModelShape& s = model->shape();
+    const auto tokens = testing::random_tokens(12, s.n_vocab, 9);
+
+    // The repacked views: same row bytes, rows of a neuron side by side.
+    auto rp = repack_up_down_in_memory(s, model->weights(), /*drop_source=*/false);
+    REQUIRE(rp.ok());
+    CHECK((*rp)->n_layers == static_cast<int>(s.n_layer));
+    for (uint32_t l = 0; l < s.n_layer; ++l) {
+      const TensorView& up0 = model->weights().layers[l].ffn_up_exps;
+      const TensorView& down0 = model->weights().layers[l].ffn_down_exps;
+      const TensorView& up = (*rp)->weights.layers[l].ffn_up_exps;
+      const TensorView& down = (*rp)->weights.layers[l].ffn_down_exps;
+      const size_t rb = up0.row_size();
+      CHECK(up.nb[1] == 2 * rb);
+      CHECK(down.row(0, 0) == up.row(0, 0) + rb);
+      for (int64_t e : {int64_t{0}, static_cast<int64_t>(s.n_expert) - 1}) {
+        for (int64_t r : {int64_t{0}, static_cast<int64_t>(s.n_ff_exp) - 1}) {
+          CHECK(std::equal(up.row(r, e), up.row(r, e) + rb, up0.row(r, e)));
+          CHECK(std::equal(down.row(r, e), down.row(r, e) + rb, down0.row(r, e)));
+        }
+      }
+    }
+
+    ExecutorOptions off = small_options();
+    off.repack = false;
+    auto ex_off = make_executor(*model, off);
+    REQUIRE(ex_off.ok());
+    const auto want = eval_all(**ex_off, tokens);
+    for (int threads : {1, 3}) {
+      ExecutorOptions on = small_options();
+      on.n_threads = threads;
+      auto ex_on = make_executor(*model, on);
+      REQUIRE(ex_on.ok());
+      auto* cpu = dynamic_cast<CpuExecutor*>(ex_on->get());
+      REQUIRE(cpu != nullptr);
+      CHECK(cpu->repacked_bytes() == 2 * model->weights().layers[0].ffn_up_exps.nbytes() * s.n_layer);
+      CHECK((*ex_on)->memory_lines()[0].detail.find("repacked") != std::string::npos);
+      CHECK(eval_all(**ex_on, tokens) == want);  // bit-identical: only the strides changed
+      // The source pages were dropped from the mapping: still readable (re-read from the file).
+      const TensorView& up0 = model->weights().layers[0].ffn_up_exps;
+      CHECK(std::equal(up0.row(0, 0), up0.row(0, 0) + up0.row_size(),
+                       static_cast<const uint8_t*>((*rp)->weights.layers[0].ffn_up_exps.data)));
+    }
+
+    // Read into memory (--no-mmap): not repacked (the copy would double those bytes).
+    auto read = Model::load(path, FileLoad::read);
+    REQUIRE(read.ok());
+    auto ex_read = make_executor(*read, small_options());
+    REQUIRE(ex_read.ok());
+    CHECK(dynamic_cast<CpuExecutor*>(ex_read->get())->repacked_bytes() == 0);
+    CHECK(eval_all(**ex_read, tokens) == want);
+  }
+
+  // A standard-layout model: nothing to repack (its down rows are not per neuron).
+  MakeModelOptions so;
+  so.dtype = DType::q4_0;
+  auto standard = testing::make_and_load(so, dir / "s.gguf");
+  REQUIRE(standard.ok());
+  auto rp = repack_up_down_in_memory(standard->shape(), standard->weights(), false);
+  REQUIRE(rp.ok());
+  CHECK((*rp)->n_layers == 0);
+  CHECK((*rp)->bytes == 0);
+}

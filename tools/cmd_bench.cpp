@@ -25,7 +25,7 @@ namespace {
 struct BenchCli {
   std::string model;
   std::string n_prompt = "128", n_gen = "64", threads = "0", ubatch = "512";
-  std::string placement = "cpu", device, plan, mem_limit = "0", mmap = "1";
+  std::string placement = "cpu", device, plan, mem_limit = "0", mmap = "1", repack = "1";
   bool auto_plan = false;
   std::string hardware;
   uint32_t repetitions = 5;
@@ -105,7 +105,8 @@ int run_bench_cmd(const CLI::App& sub, BenchCli& c) {
   auto t = numbers<int>("-t", c.threads, 0, 4096);
   auto ub = numbers<uint32_t>("-ub", c.ubatch, 1, 1 << 20);
   auto mmp = numbers<int>("--mmap", c.mmap, 0, 1);
-  for (const Status* s : {&p.status(), &n.status(), &t.status(), &ub.status(), &mmp.status()}) {
+  auto rp = numbers<int>("--repack", c.repack, 0, 1);
+  for (const Status* s : {&p.status(), &n.status(), &t.status(), &ub.status(), &mmp.status(), &rp.status()}) {
     if (!s->ok()) return report_error(*s);
   }
   o.n_prompt = *p;
@@ -113,6 +114,7 @@ int run_bench_cmd(const CLI::App& sub, BenchCli& c) {
   o.n_threads = *t;
   o.n_ubatch = *ub;
   o.use_mmap = *mmp;
+  o.repack = *rp;
   o.placement = split(c.placement);
   o.device = split(c.device);
   o.plan.clear();
@@ -186,6 +188,10 @@ const CommandRegistration reg{
       sub.add_option("--mmap", c->mmap,
                      "1: map the model (default); 0: read it into memory with transparent huge pages (as `tandem "
                      "run --no-mmap`); comma list (llama-bench's -mmp)")
+          ->capture_default_str();
+      sub.add_option("--repack", c->repack,
+                     "1: the cpu placement repacks each neuron's expert up and down rows side by side at load "
+                     "(default, `tandem run`); 0: the file's layout (`tandem run --no-repack`); comma list")
           ->capture_default_str();
       sub.add_option("--cpu-ops", c->cpu_ops, "fast (SIMD kernel table) | plain")->capture_default_str();
       sub.add_option("--cache-type-k", c->cache_type, "KV cache type: f16 | f32")->capture_default_str();

@@ -47,6 +47,7 @@ struct CommonOptions {
   std::string profile;  // the frequency policy's prior
   bool transpose_down = false;  // plain cpu placement only: make_executor refuses it elsewhere
   bool no_mmap = false;         // --no-mmap: Model::load with FileLoad::read
+  bool no_repack = false;       // --no-repack: keep the file's expert up/down layout (cpu placement)
 };
 
 // with_trace: false for commands whose own --trace means something else (profile: the routing trace).
@@ -87,6 +88,11 @@ inline void add_model_options(CLI::App& sub, CommonOptions& o, bool with_trace =
                " --no-mmap: slower start and all of it resident, but fewer TLB misses on the weights (4b q4_0 genera"
                "tion +10-25% on a 2-core Zen 4, bench/RESULTS.md). Not with --mem-limit or a plan's storage tier (st"
                "reaming needs the mapping)");
+  sub.add_flag("--no-repack", o.no_repack,
+               "keep the file's layout of the experts' up and down rows on the cpu placement. By default a "
+               "transposed-down model mapped from its file gets each neuron's up and down rows side by side in memory "
+               "at load (the file is not changed; same results, one contiguous read per active neuron; bench/RESULTS.md)."
+               " Skipped anyway with --no-mmap or --transpose-down");
   sub.add_option("--cache-policy", o.cache_policy,
                  "replacement policy of the streamed experts' RAM cache: lru or frequency (LRFU with the profile's prior)")
       ->capture_default_str();
@@ -226,6 +232,7 @@ inline Result<std::unique_ptr<Session>> open_session(const CommonOptions& o, con
   so.executor.cache_policy = o.cache_policy;
   so.executor.profile = o.profile;
   so.executor.transpose_down = o.transpose_down;
+  so.executor.repack = !o.no_repack;
   so.use_mmap = !o.no_mmap;
   if (o.auto_plan || !o.hardware.empty()) {
     TANDEM_ASSIGN_OR_RETURN(so.executor.plan, auto_plan_file(o, so, command));
