@@ -503,6 +503,17 @@ TEST_CASE("make_executor: the cpu repack of expert up/down rows gives the same b
                        static_cast<const uint8_t*>((*rp)->weights.layers[0].ffn_up_exps.data)));
     }
 
+    // The plain ops read the repacked views through their strides too.
+    ExecutorOptions plain_off = small_options(), plain_on = small_options();
+    plain_off.cpu_ops = plain_on.cpu_ops = "plain";
+    plain_off.repack = false;
+    auto ex_plain_off = make_executor(*model, plain_off);
+    auto ex_plain_on = make_executor(*model, plain_on);
+    REQUIRE(ex_plain_off.ok());
+    REQUIRE(ex_plain_on.ok());
+    CHECK(dynamic_cast<CpuExecutor*>(ex_plain_on->get())->repacked_bytes() > 0);
+    CHECK(eval_all(**ex_plain_on, tokens) == eval_all(**ex_plain_off, tokens));
+
     // Read into memory (--no-mmap): not repacked (the copy would double those bytes).
     auto read = Model::load(path, FileLoad::read);
     REQUIRE(read.ok());
