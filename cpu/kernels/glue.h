@@ -199,8 +199,8 @@ struct Glue {
   }
 
   // One row at a time with up to k_tok_tile of its tokens per tile (the row's unpacking shared
-  // by them, as in gemm_list's tiles), and each pair
-  // takes dot_q's per-pair sequence, so the same bits as gemm_rows.
+  // by them, as in gemm_list's tiles); each pair takes dot_q's per-pair sequence, so the same
+  // bits as gemm_rows.
   template <WKind K>
   static void gemm_pairs_q(int64_t k, int64_t n_idx, const int32_t* idx, const int32_t* tok_off, const int32_t* tok,
                            const void* w, size_t wrb, const void* x, size_t xrb, int64_t n_tok, float* y, int64_t ys) {
