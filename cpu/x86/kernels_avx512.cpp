@@ -3,10 +3,11 @@
 // unsigned bytes (q4 nibbles 0..15; q8 xor 0x80 = q + 128) and the offset (8 or 128 times the
 // activation sum) is subtracted through the dpbusd accumulator, which starts at a per-lane
 // correction prepared once per activation row.
-// q4_0 goes 16 blocks (288 bytes) at a time with one dword lane per block (see q4u_qs_index):
-// per row ~30 instructions regroup the unit (shared by the tile's tokens), then per token
-// 8 vpdpbusd and 3 float instructions per 512 weights, against 8 + 12 when lanes held quarter
-// blocks (4 blocks per zmm, each needing its own convert, scale and fma).
+// q4_0 goes 16 blocks (288 bytes) at a time with one dword lane per block (see q4u_block):
+// in a tile of tokens, per row ~30 instructions regroup the unit (shared by the tile's tokens),
+// then per token 8 vpdpbusd and 3 float instructions per 512 weights, against 8 + 12 when lanes
+// held quarter blocks (4 blocks per zmm, each needing its own convert, scale and fma). One
+// token keeps 72-byte loads and sums each block's partial dwords into the same lanes.
 #include <immintrin.h>
 
 // GCC 12's AVX-512 headers seed masked builtins with `_mm512_undefined_*() { __m512 y = y; }`,
@@ -124,7 +125,8 @@ constexpr __mmask64 k_q4u_mid = q4u_mask(1, false), k_q4u_end = q4u_mask(2, fals
 constexpr __mmask64 k_q4u_d_mid = q4u_mask(1, true), k_q4u_d_end = q4u_mask(2, true);
 
 struct Avx512 {
-  // q4_0: one unit = 16 blocks; lane l = block 16 u + q4u_block(l). Both layouts are filled.
+  // q4_0: one unit = 16 blocks; lane l = block 16 u + q4u_block(l). A call fills one of the two
+  // layouts: one[] for a call with one token, qs[] otherwise (has_one says which).
   struct alignas(64) PrepQ4 {
     int8_t qs[8][64];     // tiles (calls with several tokens): qs[g] dword l = bytes 4g..4g+3 of
                           // lane l's block (g < 4 pair with the weights' low nibbles, 4..7 with
