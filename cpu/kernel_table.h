@@ -105,6 +105,18 @@ struct KernelTable {
   DownRowsFn down_rows_q4_0 = nullptr;
   DownRowsFn down_rows_q8_0 = nullptr;
 
+  // q4_0 weight rows repacked as q4_0x16 (cpu/quants.h; k % 512 == 0) x q8_0 activations: the
+  // semantics of the q4_0 entries on the rows before the repack. The scalar table unpacks each
+  // row and calls its q4_0 kernel (the reference, slow; avx2 and neon keep these). The avx512
+  // table runs them natively (no byte permutes: 4 loads per 512 weights) with the same bits as
+  // its own q4_0 entries (exact integer sums in the same lanes) and sets prefer_q4_0x16: only
+  // then should a loader repack (runtime/convert.h).
+  GemvFn gemv_q4_0x16_q8_0 = nullptr;
+  GemmFn gemm_q4_0x16_q8_0 = nullptr;
+  GemmRowsFn gemm_rows_q4_0x16_q8_0 = nullptr;
+  GemmPairsFn gemm_pairs_q4_0x16_q8_0 = nullptr;
+  bool prefer_q4_0x16 = false;
+
   // y += a * dequant(row), per row dtype, f32 coefficients.
   AxpyFn axpy_q4_0_f32 = nullptr;
   AxpyFn axpy_q8_0_f32 = nullptr;

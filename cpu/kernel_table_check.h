@@ -21,6 +21,7 @@
 #include "core/fp16.h"
 #include "core/quant_blocks.h"
 #include "cpu/kernel_table.h"
+#include "cpu/quants.h"
 
 namespace tandem::cpu::check {
 
@@ -530,6 +531,93 @@ inline void check_matmuls(const KernelTable& fast, const KernelTable& ref, DType
   }
 }
 
+// The q4_0x16 entries (tables that have them): rows repacked by cpu/quants.h unpack back to the
+// same bytes, and every entry is within the reference bound of the scalar table; a table that
+// runs them natively (prefer_q4_0x16) or the scalar one gives the very bits of its own q4_0
+// entry on the rows before the repack (gemv path at 1 token, token tiles and tails at 2..11,
+// listed rows, (row, token) pairs). Others keep the scalar entries: bound only.
+inline void check_q4_0x16(const KernelTable& fast, const KernelTable& ref, Report& rep, uint64_t seed) {
+  if (fast.gemm_q4_0x16_q8_0 == nullptr) return;
+  const bool same_bits = fast.prefer_q4_0x16 || fast.isa == Isa::scalar;
+  Rng rng(seed);
+  const DType d = DType::q4_0;
+  for (int64_t k : {int64_t{512}, int64_t{1536}, int64_t{2560}}) {
+    for (int64_t n_tok : {1, 2, 3, 8, 9, 11}) {
+      const int64_t rows = n_tok == 1 ? 37 : 9;
+      const size_t rb = row_bytes(d, k), wrb = rb + 2;
+      Buf w(wrb * static_cast<size_t>(rows), 2), wx(wrb * static_cast<size_t>(rows), 2);
+      std::vector<uint8_t> back(rb);
+      for (int64_t r = 0; r < rows; ++r) {
+        fill_row(d, k, w.data() + r * wrb, rng);
+        repack_row_q4_0x16(w.data() + r * wrb, wx.data() + r * wrb, k);
+        unpack_row_q4_0x16(wx.data() + r * wrb, back.data(), k);
+        ++rep.checks;
+        if (std::memcmp(back.data(), w.data() + r * wrb, rb) != 0) {
+          rep.fail("q4_0x16 unpack(repack(row)) differs from the row, k=" + std::to_string(k));
+        }
+      }
+      const size_t xrb = row_bytes(DType::q8_0, k);
+      std::vector<uint8_t> x(xrb * static_cast<size_t>(n_tok));
+      std::vector<float> xf(static_cast<size_t>(k));
+      for (int64_t t = 0; t < n_tok; ++t) {
+        for (auto& v : xf) v = rng.uniform(-1.0f, 1.0f);
+        ref.quantize_row_q8_0(xf.data(), x.data() + t * xrb, k);
+      }
+      const size_t n = static_cast<size_t>(rows * n_tok);
+      std::vector<float> want(n), own(n), got(n, NAN);
+      ref.gemm_q4_0_q8_0(k, rows, w.data(), wrb, x.data(), xrb, n_tok, want.data(), rows);
+      if (n_tok == 1) {
+        fast.gemv_q4_0_q8_0(k, rows, w.data(), wrb, x.data(), own.data());
+        fast.gemv_q4_0x16_q8_0(k, rows, wx.data(), wrb, x.data(), got.data());
+      } else {
+        fast.gemm_q4_0_q8_0(k, rows, w.data(), wrb, x.data(), xrb, n_tok, own.data(), rows);
+        fast.gemm_q4_0x16_q8_0(k, rows, wx.data(), wrb, x.data(), xrb, n_tok, got.data(), rows);
+      }
+      // Listed rows (every other row, reversed) and pairs (tokens of a row: all, or the odd ones).
+      std::vector<int32_t> idx, off{0}, tok;
+      for (auto r = static_cast<int32_t>(rows - 1); r >= 0; r -= 2) {
+        idx.push_back(r);
+        for (int32_t t = 0; t < n_tok; ++t)
+          if (r % 4 == 0 || t % 2 == 1) tok.push_back(t);
+        off.push_back(static_cast<int32_t>(tok.size()));
+      }
+      const auto n_idx = static_cast<int64_t>(idx.size());
+      std::vector<float> rows_own(n, -7.0f), rows_got(n, -7.0f), pairs_own(n, -7.0f), pairs_got(n, -7.0f);
+      fast.gemm_rows_q4_0_q8_0(k, n_idx, idx.data(), w.data(), wrb, x.data(), xrb, n_tok, rows_own.data(), rows);
+      fast.gemm_rows_q4_0x16_q8_0(k, n_idx, idx.data(), wx.data(), wrb, x.data(), xrb, n_tok, rows_got.data(), rows);
+      fast.gemm_pairs_q4_0_q8_0(k, n_idx, idx.data(), off.data(), tok.data(), w.data(), wrb, x.data(), xrb, n_tok,
+                                pairs_own.data(), rows);
+      fast.gemm_pairs_q4_0x16_q8_0(k, n_idx, idx.data(), off.data(), tok.data(), wx.data(), wrb, x.data(), xrb, n_tok,
+                                   pairs_got.data(), rows);
+      // Same bits as the q4_0 entry, or (no native entries) within the bound of the reference;
+      // entries a call must not write stay -7 either way.
+      const auto agrees = [&](float g, float o, float ref_v, double bound) {
+        if (same_bits) return std::memcmp(&g, &o, 4) == 0;
+        return o == -7.0f ? g == -7.0f : std::fabs(static_cast<double>(g) - ref_v) <= bound;
+      };
+      for (int64_t t = 0; t < n_tok; ++t) {
+        for (int64_t r = 0; r < rows; ++r) {
+          const size_t e = static_cast<size_t>(t * rows + r);
+          const double bound = (static_cast<double>(k / 32) + 4) * k_u * abs_terms(d, k, w.data() + r * wrb, x.data() + t * xrb);
+          rep.checks += 3;
+          if (!(std::fabs(static_cast<double>(got[e]) - want[e]) <= bound) || !agrees(got[e], own[e], want[e], bound)) {
+            rep.fail(where(fast, n_tok == 1 ? "gemv" : "gemm", DType::q4_0, k, rows, n_tok, r, t) + " q4_0x16: got " +
+                     std::to_string(got[e]) + ", q4_0 " + std::to_string(own[e]) + ", reference " + std::to_string(want[e]));
+          }
+          if (!agrees(rows_got[e], rows_own[e], want[e], bound)) {
+            rep.fail(where(fast, "gemm_rows", DType::q4_0, k, rows, n_tok, r, t) + " q4_0x16: got " +
+                     std::to_string(rows_got[e]) + ", q4_0 " + std::to_string(rows_own[e]));
+          }
+          if (!agrees(pairs_got[e], pairs_own[e], want[e], bound)) {
+            rep.fail(where(fast, "gemm_pairs", DType::q4_0, k, rows, n_tok, r, t) + " q4_0x16: got " +
+                     std::to_string(pairs_got[e]) + ", q4_0 " + std::to_string(pairs_own[e]));
+          }
+        }
+      }
+    }
+  }
+}
+
 inline Report check_table(const KernelTable& fast, const KernelTable& ref, uint64_t seed = 1) {
   Report rep;
   check_quantize(fast, ref, rep, seed);
@@ -538,6 +626,7 @@ inline Report check_table(const KernelTable& fast, const KernelTable& ref, uint6
   for (DType d : {DType::q4_0, DType::q8_0}) check_rows(fast, ref, d, rep, seed + 250);
   for (DType d : {DType::q4_0, DType::q8_0}) check_down_rows(fast, ref, d, rep, seed + 270);
   for (DType d : {DType::q4_0, DType::q8_0}) check_down_rows_ties(fast, d, rep);
+  check_q4_0x16(fast, ref, rep, seed + 280);
   check_elementwise(fast, ref, rep, seed + 300);
   return rep;
 }

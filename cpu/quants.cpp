@@ -113,6 +113,32 @@ void dequantize_row_q4_0(const void* src, float* y, int64_t k) {
   }
 }
 
+void repack_row_q4_0x16(const void* src, void* dst, int64_t k) {
+  const auto* x = static_cast<const block_q4_0*>(src);
+  auto* y = static_cast<uint8_t*>(dst);
+  for (int64_t u = 0; u < k / k_q4_0x16_elems; ++u, x += 16, y += 16 * sizeof(block_q4_0)) {
+    for (int l = 0; l < 16; ++l) {
+      const block_q4_0& b = x[q4_0x16_block(l)];
+      for (int q = 0; q < 4; ++q)
+        for (int i = 0; i < 4; ++i) y[64 * q + 4 * l + i] = b.qs[4 * q + i];
+      std::memcpy(y + 256 + 2 * l, &b.d, 2);
+    }
+  }
+}
+
+void unpack_row_q4_0x16(const void* src, void* dst, int64_t k) {
+  const auto* x = static_cast<const uint8_t*>(src);
+  auto* y = static_cast<block_q4_0*>(dst);
+  for (int64_t u = 0; u < k / k_q4_0x16_elems; ++u, x += 16 * sizeof(block_q4_0), y += 16) {
+    for (int l = 0; l < 16; ++l) {
+      block_q4_0& b = y[q4_0x16_block(l)];
+      for (int q = 0; q < 4; ++q)
+        for (int i = 0; i < 4; ++i) b.qs[4 * q + i] = x[64 * q + 4 * l + i];
+      std::memcpy(&b.d, x + 256 + 2 * l, 2);
+    }
+  }
+}
+
 void dequantize_row_q4_K(const void* src, float* y, int64_t k) {
   const auto* x = static_cast<const block_q4_K*>(src);
   const int64_t nb = k / QK_K;

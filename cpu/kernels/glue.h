@@ -44,11 +44,12 @@ namespace tandem::cpu::detail {
 // linker can never pick an AVX-512 copy of a helper for a caller on an AVX2-only host.
 namespace {
 
-enum class WKind { q4_0, q8_0 };
+// q4_0x16: q4_0 rows in the repacked layout of cpu/quants.h (only ISAs that fill_q4_0x16).
+enum class WKind { q4_0, q8_0, q4_0x16 };
 enum class FKind { f16, bf16, f32 };
 
 template <WKind K>
-inline constexpr size_t k_block_bytes = K == WKind::q4_0 ? sizeof(block_q4_0) : sizeof(block_q8_0);
+inline constexpr size_t k_block_bytes = K == WKind::q8_0 ? sizeof(block_q8_0) : sizeof(block_q4_0);
 
 // Rows and scales sit at any byte address (18- and 34-byte blocks): read through memcpy.
 inline uint16_t load_u16(const uint8_t* p) {
@@ -448,6 +449,15 @@ struct Glue {
     t.rms_norm = rms_norm;
     t.soft_max = soft_max;
     t.rope_neox = rope_neox;
+  }
+
+  // The q4_0x16 entries, for an I whose PrepFor / prepare / dot_q take WKind::q4_0x16.
+  static void fill_q4_0x16(KernelTable& t) {
+    t.gemv_q4_0x16_q8_0 = gemv_q<WKind::q4_0x16>;
+    t.gemm_q4_0x16_q8_0 = gemm_q<WKind::q4_0x16>;
+    t.gemm_rows_q4_0x16_q8_0 = gemm_rows_q<WKind::q4_0x16>;
+    t.gemm_pairs_q4_0x16_q8_0 = gemm_pairs_q<WKind::q4_0x16>;
+    t.prefer_q4_0x16 = true;
   }
 };
 

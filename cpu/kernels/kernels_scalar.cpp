@@ -5,10 +5,12 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <vector>
 
 #include "core/fp16.h"
 #include "core/quant_blocks.h"
 #include "cpu/kernels/isa_kernels.h"
+#include "cpu/quants.h"
 
 namespace tandem::cpu::detail {
 namespace {
@@ -154,6 +156,19 @@ void axpy_f32(int64_t k, int64_t n_tok, const float* a, const void* row, float* 
   }
 }
 
+// q4_0x16 rows: each unpacked to q4_0 (cpu/quants.h), then the q4_0 kernel.
+void gemm_q4_0x16_q8_0(int64_t k, int64_t n_rows, const void* w, size_t wrb, const void* x, size_t xrb, int64_t n_tok,
+                       float* y, int64_t ys) {
+  std::vector<uint8_t> row(static_cast<size_t>(k / QK4_0) * sizeof(block_q4_0));
+  for (int64_t r = 0; r < n_rows; ++r) {
+    unpack_row_q4_0x16(static_cast<const uint8_t*>(w) + static_cast<size_t>(r) * wrb, row.data(), k);
+    gemm_q4_0_q8_0(k, 1, row.data(), 0, x, xrb, n_tok, y + r, ys);
+  }
+}
+void gemv_q4_0x16_q8_0(int64_t k, int64_t n_rows, const void* w, size_t wrb, const void* x, float* y) {
+  gemm_q4_0x16_q8_0(k, n_rows, w, wrb, x, 0, 1, y, 0);
+}
+
 template <GemmFn Gemm>
 void gemm_rows(int64_t k, int64_t n_idx, const int32_t* idx, const void* w, size_t wrb, const void* x, size_t xrb,
                int64_t n_tok, float* y, int64_t ys) {
@@ -278,6 +293,10 @@ void fill_scalar(KernelTable& t) {
   t.gemm_pairs_q8_0_q8_0 = gemm_pairs<gemm_q8_0_q8_0>;
   t.down_rows_q4_0 = down_rows<true>;
   t.down_rows_q8_0 = down_rows<false>;
+  t.gemv_q4_0x16_q8_0 = gemv_q4_0x16_q8_0;
+  t.gemm_q4_0x16_q8_0 = gemm_q4_0x16_q8_0;
+  t.gemm_rows_q4_0x16_q8_0 = gemm_rows<gemm_q4_0x16_q8_0>;
+  t.gemm_pairs_q4_0x16_q8_0 = gemm_pairs<gemm_q4_0x16_q8_0>;
   t.axpy_f32 = axpy_f32;
   t.rms_norm = rms_norm;
   t.soft_max = soft_max;

@@ -20,6 +20,7 @@
 #include <type_traits>
 
 #include "cpu/kernels/glue.h"
+#include "cpu/quants.h"
 
 namespace tandem::cpu::detail {
 namespace {
@@ -80,6 +81,13 @@ inline __m512i q4_d_index() {
 // Either way one convert, multiply and fma then apply both scales to 16 blocks (per token), and
 // every (row, token) pair gets the same bits in any tile (integer sums are exact).
 constexpr int q4u_block(int l) { return 4 * (l % 4) + l / 4; }
+// The repacked rows (cpu/quants.h q4_0x16) store their lanes in this order.
+constexpr bool q4u_matches_q4_0x16() {
+  for (int l = 0; l < 16; ++l)
+    if (q4u_block(l) != q4_0x16_block(l)) return false;
+  return true;
+}
+static_assert(q4u_matches_q4_0x16(), "q4_0x16 lanes must be the q4_0 kernels' lane order");
 constexpr int q4u_window(int b) { return b <= 6 ? 0 : b <= 13 ? 1 : 2; }   // qs of block b
 constexpr int q4u_d_window(int b) { return b <= 7 ? 0 : b <= 14 ? 1 : 2; }  // scale of block b
 constexpr int q4u_base(int w) { return w == 0 ? 0 : w == 1 ? 128 : 192; }
@@ -143,18 +151,20 @@ struct Avx512 {
     int32_t corr[16];  // -128 * (sum of this dword lane's activation bytes)
     float dx[16];      // activation scale of the block each dword lane belongs to
   };
+  // q4_0x16 rows (cpu/quants.h) take PrepQ4's tile layout for any number of tokens.
   template <WKind K>
-  using PrepFor = std::conditional_t<K == WKind::q4_0, PrepQ4, PrepQ8>;
+  using PrepFor = std::conditional_t<K == WKind::q8_0, PrepQ8, PrepQ4>;
 
   template <WKind K>
   static int64_t prep_units(int64_t nb) {
-    return K == WKind::q4_0 ? (nb + 15) / 16 : (nb + 1) / 2;
+    return K == WKind::q8_0 ? (nb + 1) / 2 : (nb + 15) / 16;
   }
 
   template <WKind K>
-  static void prepare(const block_q8_0* x, int64_t nb, PrepFor<K>* out, bool single) {
+  static void prepare(const block_q8_0* x, int64_t nb, PrepFor<K>* out, bool single_call) {
     const __m512i ones = _mm512_set1_epi8(1);
-    if constexpr (K == WKind::q4_0) {
+    const bool single = single_call && K == WKind::q4_0;  // q4_0x16 dots use the tile layout only
+    if constexpr (K != WKind::q8_0) {
       // Scales by gather, in q4u order. A call with one token: the one-token layout only (the
       // blocks' bytes as they are). Otherwise the tile layout: an 8 x 8 dword transpose in each
       // 256-bit half (row r holds block r's 32 bytes in its low half and block r + 8's in its
@@ -333,6 +343,42 @@ struct Avx512 {
     }
   }
 
+  // q4_0x16 rows (cpu/quants.h, nb % 16 == 0): the unit's four 64-byte registers are q4_tiles'
+  // Q_0..Q_3 as they sit in memory and its scales follow them, so per unit and row: 4 loads,
+  // 12 nibble ops and one convert; per token the same 8 vpdpbusd and float steps as q4_tiles
+  // (the same bits).
+  template <int NR, int NT>
+  static void q4x16_tiles(int64_t nb, const uint8_t* const* w, const uint8_t* const* pf, const PrepQ4* const* xp,
+                          __m512 (&acc)[NR][NT]) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    for (int64_t u = 0; u < nb / 16; ++u) {
+      const int64_t off = u * 288;
+      for (int r = 0; r < NR; ++r) {
+        const uint8_t* p = w[r] + off;
+        if (pf[r]) {
+          for (int l = 0; l < 5; ++l) _mm_prefetch(reinterpret_cast<const char*>(pf[r] + off + 64 * l), _MM_HINT_T0);
+        }
+        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 256)));
+        __m512i W[8];
+        for (int q = 0; q < 4; ++q) {
+          const __m512i v = _mm512_loadu_si512(p + 64 * q);
+          W[q] = _mm512_and_si512(v, m4);
+          W[4 + q] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+        }
+        for (int t = 0; t < NT; ++t) {
+          const PrepQ4& x = xp[t][u];
+          __m512i s0 = _mm512_load_si512(x.corr), s1 = _mm512_setzero_si512();
+          for (int g = 0; g < 4; ++g) {
+            s0 = _mm512_dpbusd_epi32(s0, W[g], _mm512_load_si512(x.qs[g]));
+            s1 = _mm512_dpbusd_epi32(s1, W[4 + g], _mm512_load_si512(x.qs[4 + g]));
+          }
+          const __m512i s = _mm512_add_epi32(s0, s1);
+          acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, _mm512_load_ps(x.dx)), acc[r][t]);
+        }
+      }
+    }
+  }
+
   template <WKind K, int NR, int NT>
   static void dot_q(int64_t nb, const uint8_t* const* w, const uint8_t* const* pf, const PrepFor<K>* const* xp,
                     float (&out)[NR][NT]) {
@@ -351,6 +397,8 @@ struct Avx512 {
       } else {
         q4_tiles<NR, NT>(nb, w, pf, xp, acc);
       }
+    } else if constexpr (K == WKind::q4_0x16) {
+      q4x16_tiles<NR, NT>(nb, w, pf, xp, acc);
     } else {
       const __m512i d_lanes = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
       for (int64_t p = 0; p < (nb + 1) / 2; ++p) {
@@ -599,6 +647,7 @@ void down_rows(int64_t k, int64_t n_idx, const int32_t* idx, const void* w, size
 
 void fill_avx512(KernelTable& t) {
   Glue<Avx512>::fill(t, Isa::avx512);
+  Glue<Avx512>::fill_q4_0x16(t);
   t.down_rows_q4_0 = down_rows<true>;
   t.down_rows_q8_0 = down_rows<false>;
 }
