@@ -35,6 +35,7 @@
 #include "core/quant_blocks.h"
 #include "cpu/cpu_features.h"
 #include "cpu/expert_ffn.h"
+#include "cpu/quants.h"
 #include "cpu/kernel_table.h"
 #include "cpu/mem_bandwidth.h"
 #include "cpu/thread_pool.h"
@@ -154,15 +155,25 @@ struct MatSet {
   std::unique_ptr<Arena> arena;
 };
 
-MatSet& mat_set(DType d, int64_t rows, int64_t k) {
-  static std::map<std::tuple<int, int64_t, int64_t>, MatSet> sets;
-  MatSet& s = sets[{static_cast<int>(d), rows, k}];
+// x16: q4_0 rows repacked as q4_0x16 (cpu/quants.h), the same bytes per row.
+MatSet& mat_set(DType d, int64_t rows, int64_t k, bool x16 = false) {
+  static std::map<std::tuple<int, int64_t, int64_t, bool>, MatSet> sets;
+  MatSet& s = sets[{static_cast<int>(d), rows, k, x16}];
   if (!s.arena) {
-    s.mat = dtype_row_size(d, k) * static_cast<size_t>(rows);
+    const size_t rb = dtype_row_size(d, k);
+    s.mat = rb * static_cast<size_t>(rows);
     s.n_mats = std::max<int64_t>(2, static_cast<int64_t>((k_rotate_bytes + s.mat - 1) / s.mat));
     s.arena = std::make_unique<Arena>(s.mat * static_cast<size_t>(s.n_mats));
     uint64_t seed = 1;
     fill_rows(d, s.arena->data, rows * s.n_mats, k, seed, nullptr);
+    if (x16) {
+      std::vector<uint8_t> row(rb);
+      for (int64_t r = 0; r < rows * s.n_mats; ++r) {
+        uint8_t* p = s.arena->data + static_cast<size_t>(r) * rb;
+        std::memcpy(row.data(), p, rb);
+        repack_row_q4_0x16(row.data(), p, k);
+      }
+    }
   }
   return s;
 }
@@ -176,8 +187,9 @@ std::pair<GemvFn KernelTable::*, GemmFn KernelTable::*> mul_mat_entries(DType d)
   return {&KernelTable::gemv_f32, &KernelTable::gemm_f32};
 }
 
-void BM_mul_mat(benchmark::State& state, const KernelTable* kt, DType d, int64_t rows, int64_t k, int64_t n_tok) {
-  MatSet& s = mat_set(d, rows, k);
+void BM_mul_mat(benchmark::State& state, const KernelTable* kt, DType d, int64_t rows, int64_t k, int64_t n_tok,
+                bool x16 = false) {
+  MatSet& s = mat_set(d, rows, k, x16);
   const bool q = d == DType::q4_0 || d == DType::q8_0;
   std::vector<float> x(static_cast<size_t>(k * n_tok));
   uint64_t seed = 2;
@@ -187,8 +199,8 @@ void BM_mul_mat(benchmark::State& state, const KernelTable* kt, DType d, int64_t
   std::vector<float> y(static_cast<size_t>(rows * n_tok));
   const size_t rb = dtype_row_size(d, k);
   const int64_t n_chunks = (rows + k_rows_per_chunk - 1) / k_rows_per_chunk;
-  const GemvFn gemv = kt->*mul_mat_entries(d).first;
-  const GemmFn gemm = kt->*mul_mat_entries(d).second;
+  const GemvFn gemv = x16 ? kt->gemv_q4_0x16_q8_0 : kt->*mul_mat_entries(d).first;
+  const GemmFn gemm = x16 ? kt->gemm_q4_0x16_q8_0 : kt->*mul_mat_entries(d).second;
   int64_t m = 0;
   double total = 0, best = 1e30;
   for (auto _ : state) {
@@ -221,17 +233,25 @@ void BM_mul_mat(benchmark::State& state, const KernelTable* kt, DType d, int64_t
 
 // One thread, a 1536x256 q4_0 matrix that stays in L2: the kernel's compute ceiling per core,
 // to tell memory-bound DRAM rows from compute-bound ones.
-void BM_gemv_q4_0_hot(benchmark::State& state, const KernelTable* kt) {
+void BM_gemv_q4_0_hot(benchmark::State& state, const KernelTable* kt, bool x16) {
   const int64_t rows = 256, k = 1536;
   const size_t rb = dtype_row_size(DType::q4_0, k);
   Arena a(rb * rows);
   uint64_t seed = 5;
   fill_rows(DType::q4_0, a.data, rows, k, seed, nullptr);
+  if (x16) {
+    std::vector<uint8_t> row(rb);
+    for (int64_t r = 0; r < rows; ++r) {
+      std::memcpy(row.data(), a.data + r * rb, rb);
+      repack_row_q4_0x16(row.data(), a.data + r * rb, k);
+    }
+  }
+  const GemvFn gemv = x16 ? kt->gemv_q4_0x16_q8_0 : kt->gemv_q4_0_q8_0;
   std::vector<float> x(static_cast<size_t>(k), 0.5f), y(static_cast<size_t>(rows));
   std::vector<uint8_t> xq(dtype_row_size(DType::q8_0, k));
   kt->quantize_row_q8_0(x.data(), xq.data(), k);
   for (auto _ : state) {
-    kt->gemv_q4_0_q8_0(k, rows, a.data, rb, xq.data(), y.data());
+    gemv(k, rows, a.data, rb, xq.data(), y.data());
     benchmark::DoNotOptimize(y.data());
   }
   // Rate per CPU second of the (only) thread: compute-bound, so time descheduled is not counted.
@@ -464,21 +484,36 @@ void register_all() {
     for (const Shape& sh : shapes) {
       const std::string e = std::to_string(sh.n_embd);
       reg("mul_mat_vec_q4_0_q8_0" + sfx + "/" + sh.name + "_attn_q_" + e + "x" + e, BM_mul_mat, kt, DType::q4_0,
-          sh.n_embd, sh.n_embd, int64_t{1});
+          sh.n_embd, sh.n_embd, int64_t{1}, false);
       reg("mul_mat_vec_q4_0_q8_0" + sfx + "/" + sh.name + "_output_" + e + "x" + std::to_string(sh.n_vocab),
-          BM_mul_mat, kt, DType::q4_0, sh.n_vocab, sh.n_embd, int64_t{1});
+          BM_mul_mat, kt, DType::q4_0, sh.n_vocab, sh.n_embd, int64_t{1}, false);
+      if (kt->prefer_q4_0x16) {  // the same rows repacked (`tandem run`'s default on this table)
+        reg("mul_mat_vec_q4_0x16_q8_0" + sfx + "/" + sh.name + "_attn_q_" + e + "x" + e, BM_mul_mat, kt, DType::q4_0,
+            sh.n_embd, sh.n_embd, int64_t{1}, true);
+        reg("mul_mat_vec_q4_0x16_q8_0" + sfx + "/" + sh.name + "_output_" + e + "x" + std::to_string(sh.n_vocab),
+            BM_mul_mat, kt, DType::q4_0, sh.n_vocab, sh.n_embd, int64_t{1}, true);
+      }
     }
     if (isa == Isa::scalar) continue;  // the reference: far from memory-bound; shown for scale
     reg("mul_mat_q4_0_q8_0" + sfx + "/4b_attn_q_1536x1536/n_tok_8", BM_mul_mat, kt, DType::q4_0, int64_t{1536},
-        int64_t{1536}, int64_t{8});
+        int64_t{1536}, int64_t{8}, false);
+    if (kt->prefer_q4_0x16) {
+      reg("mul_mat_q4_0x16_q8_0" + sfx + "/4b_attn_q_1536x1536/n_tok_8", BM_mul_mat, kt, DType::q4_0, int64_t{1536},
+          int64_t{1536}, int64_t{8}, true);
+    }
     for (DType d : {DType::q8_0, DType::f16, DType::bf16, DType::f32}) {
       reg("mul_mat_vec_" + std::string(dtype_name(d)) + (d == DType::q8_0 ? "_q8_0" : "_f32") + sfx +
               "/4b_attn_q_1536x1536",
-          BM_mul_mat, kt, d, int64_t{1536}, int64_t{1536}, int64_t{1});
+          BM_mul_mat, kt, d, int64_t{1536}, int64_t{1536}, int64_t{1}, false);
     }
     benchmark::RegisterBenchmark(("mul_mat_vec_q4_0_q8_0" + sfx + "/hot_l2_1536x256_1thread").c_str(),
-                                 BM_gemv_q4_0_hot, kt)
+                                 BM_gemv_q4_0_hot, kt, false)
         ->Unit(benchmark::kMicrosecond);
+    if (kt->prefer_q4_0x16) {
+      benchmark::RegisterBenchmark(("mul_mat_vec_q4_0x16_q8_0" + sfx + "/hot_l2_1536x256_1thread").c_str(),
+                                   BM_gemv_q4_0_hot, kt, true)
+          ->Unit(benchmark::kMicrosecond);
+    }
     benchmark::RegisterBenchmark(("down_rows_q4_0" + sfx + "/hot_l2_26of64x1536_1thread").c_str(), BM_down_rows_hot,
                                  kt)
         ->Unit(benchmark::kMicrosecond);
