@@ -2,16 +2,19 @@
 
 #include <algorithm>
 #include <cstring>
+#include <string_view>
 
 #include "core/quant_blocks.h"
+#include "cpu/quants.h"
 
 namespace tandem::cpu {
 namespace {
 
 bool is_q(DType d) { return d == DType::q4_0 || d == DType::q8_0; }
 
-GemmFn gemm_for(const KernelTable& kt, DType d) {
-  return d == DType::q4_0 ? kt.gemm_q4_0_q8_0 : kt.gemm_q8_0_q8_0;
+GemmFn gemm_for(const KernelTable& kt, const TensorView& w) {
+  if (w.dtype == DType::q4_0) return w.layout == RowLayout::q4_0x16 ? kt.gemm_q4_0x16_q8_0 : kt.gemm_q4_0_q8_0;
+  return kt.gemm_q8_0_q8_0;
 }
 Status check_matrix(const TensorView& t, const char* role, int64_t ne0, int64_t ne1) {
   if (!is_q(t.dtype)) {
@@ -26,6 +29,14 @@ Status check_matrix(const TensorView& t, const char* role, int64_t ne0, int64_t 
   if (t.nb[1] < t.row_size()) {
     return make_error(ErrorCode::invalid_argument, "expert_ffn: {} tensor '{}' row stride {} < row size {}", role,
                       t.name, t.nb[1], t.row_size());
+  }
+  // Repacked rows (cpu/quants.h q4_0x16): gate and up only (down rows are summed, not dotted).
+  if (t.layout == RowLayout::q4_0x16 &&
+      (t.dtype != DType::q4_0 || ne0 % k_q4_0x16_elems != 0 || std::string_view(role).starts_with("down"))) {
+    return make_error(ErrorCode::invalid_argument,
+                      "expert_ffn: {} tensor '{}' is repacked as q4_0x16, which only q4_0 gate and up rows of a "
+                      "multiple of {} elements may be",
+                      role, t.name, k_q4_0x16_elems);
   }
   return Status::success();
 }
@@ -74,12 +85,15 @@ Status expert_ffn(const KernelTable& kt, const ExpertFfnWeights& w, FfnMode mode
 
   for (int64_t t = 0; t < T; ++t) kt.quantize_row_q8_0(b.x + t * b.x_stride, ws.xq.data() + t * xrb, n_embd);
 
-  const GemmFn gemm_gu = gemm_for(kt, w.gate.dtype);
+  const GemmFn gemm_gu = gemm_for(kt, w.gate);
   const auto* gate = static_cast<const uint8_t*>(w.gate.data);
   const auto* up = static_cast<const uint8_t*>(w.up.data);
   const auto* down = static_cast<const uint8_t*>(w.down.data);
   const bool sparse = mode == FfnMode::sparse;
-  const GemmRowsFn gemm_rows_gu = w.gate.dtype == DType::q4_0 ? kt.gemm_rows_q4_0_q8_0 : kt.gemm_rows_q8_0_q8_0;
+  const bool up_x16 = w.up.layout == RowLayout::q4_0x16;
+  const GemmRowsFn gemm_rows_gu = w.up.dtype != DType::q4_0 ? kt.gemm_rows_q8_0_q8_0
+                                  : up_x16                  ? kt.gemm_rows_q4_0x16_q8_0
+                                                            : kt.gemm_rows_q4_0_q8_0;
   const DownRowsFn down_rows = w.down.dtype == DType::q4_0 ? kt.down_rows_q4_0 : kt.down_rows_q8_0;
   // Transposed down: y_t = sum over neuron chunks c (ascending) of part_c,t, where part_c,t =
   // down_rows over the chunk's rows whose gate is on for token t (8-bit coefficients a * d per
@@ -90,7 +104,9 @@ Status expert_ffn(const KernelTable& kt, const ExpertFfnWeights& w, FfnMode mode
   // same alone or in a batch, so are its bits.
   const bool pairs = sparse && T > 1;
   const GemmPairsFn gemm_pairs_gu =
-      w.gate.dtype == DType::q4_0 ? kt.gemm_pairs_q4_0_q8_0 : kt.gemm_pairs_q8_0_q8_0;
+      w.up.dtype != DType::q4_0 ? kt.gemm_pairs_q8_0_q8_0
+      : up_x16                  ? kt.gemm_pairs_q4_0x16_q8_0
+                                : kt.gemm_pairs_q4_0_q8_0;
   ws.n_pairs.resize(static_cast<size_t>(n_chunk));
   if (pairs) {
     ws.pair_off.resize(static_cast<size_t>(n_ff + n_chunk));
@@ -210,7 +226,7 @@ Status expert_ffn(const KernelTable& kt, const ExpertFfnWeights& w, FfnMode mode
     const size_t arb = dtype_row_size(DType::q8_0, n_ff);
     ws.aq.resize(arb * static_cast<size_t>(T));
     for (int64_t t = 0; t < T; ++t) kt.quantize_row_q8_0(ws.a.data() + t * n_ff, ws.aq.data() + t * arb, n_ff);
-    const GemmFn gemm_d = gemm_for(kt, w.down.dtype);
+    const GemmFn gemm_d = gemm_for(kt, w.down);
     runner.parallel_for((n_embd + k_ffn_down_chunk - 1) / k_ffn_down_chunk, [&](int64_t oc) {
       const int64_t o0 = oc * k_ffn_down_chunk, o1 = std::min(n_embd, o0 + k_ffn_down_chunk);
       gemm_d(n_ff, o1 - o0, down + o0 * w.down.nb[1], w.down.nb[1], ws.aq.data(), arb, T, ws.y.data() + o0, n_embd);

@@ -4,7 +4,9 @@
 // x is quantized to q8_0 first (ggml's mul_mat with q4_0/q8_0 weights does the same).
 //
 // Shapes in ggml ne order, per expert (the slice2(e) of the *_exps tensors):
-//   gate, up : ne = [n_embd, n_ff]    (n_ff rows of n_embd), q4_0 or q8_0
+//   gate, up : ne = [n_embd, n_ff]    (n_ff rows of n_embd), q4_0 or q8_0; q4_0 rows may be
+//              repacked (TensorView::layout q4_0x16, n_embd % 512 == 0: the kt's *_q4_0x16_*
+//              entries, the same bits)
 //   down     : standard   ne = [n_ff, n_embd] (n_embd rows of n_ff), q4_0 or q8_0
 //              transposed ne = [n_embd, n_ff] (row j = the n_embd-vector neuron j adds)
 //   batch.x  : (n_tok, n_embd) f32, already rms-normed and scaled by ffn_norm

@@ -194,7 +194,7 @@ Result<std::unique_ptr<TransposedDown>> transpose_down_in_memory(const Model& mo
   return t;
 }
 
-RepackedUpDown::~RepackedUpDown() {
+CpuRepack::~CpuRepack() {
   for (uint8_t* b : buffers) ::operator delete[](b, std::align_val_t{64});
 }
 
@@ -215,36 +215,78 @@ void drop_pages(const void* p, size_t n) {
 
 }  // namespace
 
-Result<std::unique_ptr<RepackedUpDown>> repack_up_down_in_memory(const ModelShape& shape, const ModelWeights& weights,
-                                                                 bool drop_source) {
-  auto r = std::make_unique<RepackedUpDown>();
+namespace {
+
+bool x16_ok(const TensorView& t) {
+  return t.data != nullptr && t.dtype == DType::q4_0 && t.layout == RowLayout::ggml &&
+         t.ne[0] % cpu::k_q4_0x16_elems == 0 && contiguous(t);
+}
+
+Result<uint8_t*> alloc_repack(CpuRepack& r, size_t bytes, const TensorView& t) {
+  auto* dst = static_cast<uint8_t*>(::operator new[](bytes, std::align_val_t{64}, std::nothrow));
+  if (dst == nullptr) {
+    return make_error(ErrorCode::out_of_memory, "repack: cannot allocate {} bytes for '{}'", bytes, t.name);
+  }
+  r.buffers.push_back(dst);
+  r.bytes += bytes;
+  return dst;
+}
+
+// t's rows rewritten as q4_0x16 into a new buffer (x16_ok(t)).
+Status repack_x16(CpuRepack& r, TensorView& t, bool drop_source) {
+  TANDEM_ASSIGN_OR_RETURN(uint8_t* dst, alloc_repack(r, t.nbytes(), t));
+  const size_t rb = t.row_size();
+  const auto* src = static_cast<const uint8_t*>(t.data);
+  tbb::parallel_for(tbb::blocked_range<int64_t>(0, t.nrows(), 1024), [&](const tbb::blocked_range<int64_t>& range) {
+    for (int64_t i = range.begin(); i < range.end(); ++i)
+      cpu::repack_row_q4_0x16(src + static_cast<size_t>(i) * rb, dst + static_cast<size_t>(i) * rb, t.ne[0]);
+  });
+  if (drop_source) drop_pages(t.data, t.nbytes());
+  t.data = dst;
+  t.layout = RowLayout::q4_0x16;
+  ++r.n_q4_0x16;
+  return Status::success();
+}
+
+}  // namespace
+
+Result<std::unique_ptr<CpuRepack>> repack_for_cpu(const ModelShape& shape, const ModelWeights& weights,
+                                                  const CpuRepackOptions& options) {
+  auto r = std::make_unique<CpuRepack>();
   r->weights = weights;
-  if (shape.down_layout != DownLayout::transposed) return r;
+  const bool drop = options.drop_source;
   for (LayerWeights& l : r->weights.layers) {
     TensorView& up = l.ffn_up_exps;
     TensorView& down = l.ffn_down_exps;
-    if (up.data == nullptr || down.data == nullptr || up.dtype != down.dtype || up.ne != down.ne || !contiguous(up) ||
-        !contiguous(down)) {
+    if (options.q4_0x16) {
+      for (TensorView* t : {&l.attn_q, &l.attn_k, &l.attn_v, &l.attn_output, &l.ffn_gate_exps}) {
+        if (x16_ok(*t)) TANDEM_RETURN_IF_ERROR(repack_x16(*r, *t, drop));
+      }
+    }
+    if (shape.down_layout != DownLayout::transposed || up.data == nullptr || down.data == nullptr ||
+        up.dtype != down.dtype || up.ne != down.ne || !contiguous(up) || !contiguous(down) ||
+        up.layout != RowLayout::ggml || down.layout != RowLayout::ggml) {
+      if (options.q4_0x16 && x16_ok(up)) TANDEM_RETURN_IF_ERROR(repack_x16(*r, up, drop));
       continue;
     }
     const size_t rb = up.row_size();
     const int64_t rows = up.nrows();
-    const size_t bytes = 2 * rb * static_cast<size_t>(rows);
-    auto* dst = static_cast<uint8_t*>(::operator new[](bytes, std::align_val_t{64}, std::nothrow));
-    if (dst == nullptr) {
-      return make_error(ErrorCode::out_of_memory, "repack: cannot allocate {} bytes for '{}' and '{}'", bytes, up.name,
-                        down.name);
-    }
-    r->buffers.push_back(dst);
+    const bool up_x16 = options.q4_0x16 && x16_ok(up);
+    TANDEM_ASSIGN_OR_RETURN(uint8_t* dst, alloc_repack(*r, 2 * rb * static_cast<size_t>(rows), up));
     const auto* u = static_cast<const uint8_t*>(up.data);
     const auto* d = static_cast<const uint8_t*>(down.data);
     tbb::parallel_for(tbb::blocked_range<int64_t>(0, rows, 4096), [&](const tbb::blocked_range<int64_t>& range) {
       for (int64_t i = range.begin(); i < range.end(); ++i) {
-        std::memcpy(dst + 2 * static_cast<size_t>(i) * rb, u + static_cast<size_t>(i) * rb, rb);
-        std::memcpy(dst + (2 * static_cast<size_t>(i) + 1) * rb, d + static_cast<size_t>(i) * rb, rb);
+        uint8_t* o = dst + 2 * static_cast<size_t>(i) * rb;
+        if (up_x16) {
+          cpu::repack_row_q4_0x16(u + static_cast<size_t>(i) * rb, o, up.ne[0]);
+        } else {
+          std::memcpy(o, u + static_cast<size_t>(i) * rb, rb);
+        }
+        std::memcpy(o + rb, d + static_cast<size_t>(i) * rb, rb);
       }
     });
-    if (drop_source) {
+    if (drop) {
       drop_pages(up.data, up.nbytes());
       drop_pages(down.data, down.nbytes());
     }
@@ -254,8 +296,15 @@ Result<std::unique_ptr<RepackedUpDown>> repack_up_down_in_memory(const ModelShap
       t->nb[2] = t->nb[1] * static_cast<size_t>(t->ne[1]);
       t->nb[3] = t->nb[2] * static_cast<size_t>(t->ne[2]);
     }
-    r->bytes += bytes;
+    if (up_x16) {
+      up.layout = RowLayout::q4_0x16;
+      ++r->n_q4_0x16;
+    }
     ++r->n_layers;
+  }
+  TensorView& out = r->weights.output;
+  if (options.q4_0x16 && out.data != weights.token_embd.data && x16_ok(out)) {
+    TANDEM_RETURN_IF_ERROR(repack_x16(*r, out, drop));
   }
   return r;
 }

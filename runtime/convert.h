@@ -75,34 +75,46 @@ struct TransposedDown {
 // unsupported for a down dtype the converter cannot write; out_of_memory.
 Result<std::unique_ptr<TransposedDown>> transpose_down_in_memory(const Model& model);
 
-// The CPU repack of the experts' up and down rows (CpuExecutor, on unless --no-repack; in the
-// spirit of llama.cpp's CPU weight repacking): for a transposed-down model, each neuron's
-// ffn_up_exps row and ffn_down_exps row are placed side by side, so an active neuron of the
-// ReLU-sparse FFN reads one contiguous run of 2 x row_size bytes instead of two scattered rows
-// (half the DRAM bursts to open and half the pages to translate). The bytes of every row are
-// unchanged, so results are bit-identical; only the row strides change:
-//   up:   data = buffer,            nb[1] = 2 * row_size, nb[2] = nb[1] * n_ff_exp
-//   down: data = buffer + row_size, the same strides
-// Layers whose up and down differ in dtype or shape, or are not contiguous, are left as they
-// are (so is a standard-layout model: its down rows are not per neuron). With drop_source the
-// source ranges are then dropped from the process (madvise MADV_DONTNEED, page-aligned interior:
-// clean file pages of a mapping, read again from the file if anything touches them); only pass
-// it for a file-backed mapping (GgufFile::file_backed), where it keeps the resident set at the
-// model's size. Memory: the size of the up and down tensors. Errors: out_of_memory.
-struct RepackedUpDown {
-  ModelWeights weights;  // views into `buffers` for the repacked layers, the source's otherwise
-  uint64_t bytes = 0;    // owned buffer bytes
-  int n_layers = 0;      // layers repacked
-
-  RepackedUpDown() = default;
-  RepackedUpDown(const RepackedUpDown&) = delete;
-  RepackedUpDown& operator=(const RepackedUpDown&) = delete;
-  ~RepackedUpDown();
-
-  std::vector<uint8_t*> buffers;  // 64-byte aligned, one per repacked layer
+// The CPU repack (CpuExecutor, on unless --no-repack; in the spirit of llama.cpp's CPU weight
+// repacking). Two independent steps, each only where it applies:
+// * up/down side by side (transposed-down models): each neuron's ffn_up_exps row and
+//   ffn_down_exps row are placed next to each other, so an active neuron of the ReLU-sparse FFN
+//   reads one contiguous run of 2 x row_size bytes instead of two scattered rows (half the DRAM
+//   bursts to open and half the pages to translate). Strides change:
+//     up:   data = buffer,            nb[1] = 2 * row_size, nb[2] = nb[1] * n_ff_exp
+//     down: data = buffer + row_size, the same strides
+//   Layers whose up and down differ in dtype or shape, or are not contiguous, are left as they
+//   are (so is a standard-layout model's down: its rows are not per neuron).
+// * q4_0x16 (options.q4_0x16; pass the kernel table's prefer_q4_0x16): every q4_0 matrix the
+//   CPU multiplies by activations with ne0 % 512 == 0 and contiguous rows (attn_q, attn_k,
+//   attn_v, attn_output, ffn_gate_exps, ffn_up_exps, and output unless it is token_embd, which
+//   get_rows reads) gets its rows rewritten as cpu/quants.h q4_0x16 (TensorView::layout), the
+//   same size; the AVX-512 kernels then need no byte permutes. Results are bit-identical (the
+//   kernels' contract, kernel_table.h). Down rows (summed by down_rows) are never rewritten.
+// Repacked tensors live in owned buffers; with drop_source their source ranges are then dropped
+// from the process (madvise MADV_DONTNEED, page-aligned interior: clean file pages of a mapping,
+// read again from the file if anything touches them); only pass it for a file-backed mapping
+// (GgufFile::file_backed), where it keeps the resident set at the model's size. Memory: the size
+// of the repacked tensors. Errors: out_of_memory.
+struct CpuRepackOptions {
+  bool drop_source = false;
+  bool q4_0x16 = false;
 };
-Result<std::unique_ptr<RepackedUpDown>> repack_up_down_in_memory(const ModelShape& shape, const ModelWeights& weights,
-                                                                 bool drop_source);
+struct CpuRepack {
+  ModelWeights weights;   // views into `buffers` for the repacked tensors, the source's otherwise
+  uint64_t bytes = 0;     // owned buffer bytes
+  int n_layers = 0;       // layers whose up and down rows were put side by side
+  int n_q4_0x16 = 0;      // tensors in the q4_0x16 layout (an up tensor laid side by side counts)
+
+  CpuRepack() = default;
+  CpuRepack(const CpuRepack&) = delete;
+  CpuRepack& operator=(const CpuRepack&) = delete;
+  ~CpuRepack();
+
+  std::vector<uint8_t*> buffers;  // 64-byte aligned
+};
+Result<std::unique_ptr<CpuRepack>> repack_for_cpu(const ModelShape& shape, const ModelWeights& weights,
+                                                  const CpuRepackOptions& options);
 
 // Precision cost of a conversion, measured on the experts' outputs: for `n_tokens`
 // deterministic random inputs x (unit variance, as after ffn_norm) and every expert of every

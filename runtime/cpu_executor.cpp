@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include "cpu/kernel_table.h"
+
 namespace tandem {
 
 Result<std::unique_ptr<CpuExecutor>> CpuExecutor::create(const Model& model, const CpuExecutorOptions& options,
@@ -23,7 +25,10 @@ Result<std::unique_ptr<CpuExecutor>> CpuExecutor::create(const Model& model, con
     weights = &ex->transposed_->weights;
   }
   if (options.repack && !ex->transposed_ && model.file().file_backed()) {
-    TANDEM_ASSIGN_OR_RETURN(ex->repacked_, repack_up_down_in_memory(*shape, *weights, /*drop_source=*/true));
+    CpuRepackOptions ro;
+    ro.drop_source = true;
+    ro.q4_0x16 = ops != nullptr ? ops->reads_q4_0x16() : cpu::kernels().prefer_q4_0x16;  // null: Forward's fast ops
+    TANDEM_ASSIGN_OR_RETURN(ex->repacked_, repack_for_cpu(*shape, *weights, ro));
     weights = &ex->repacked_->weights;
   }
   TANDEM_ASSIGN_OR_RETURN(ex->forward_, Forward::create(*shape, *weights, fwd, std::move(ops)));
@@ -48,9 +53,11 @@ std::vector<DeviceMemoryLine> CpuExecutor::memory_lines() const {
                                                         static_cast<double>(transposed_bytes()) / mib,
                                                         transposed_->down_weight_nmse)
                                           : std::string(),
-                              repacked_ && repacked_->n_layers > 0
-                                  ? fmt::format(", expert up and down rows repacked side by side ({:.1f} MiB, {} layers)",
-                                                static_cast<double>(repacked_->bytes) / mib, repacked_->n_layers)
+                              repacked_ && repacked_->bytes > 0
+                                  ? fmt::format(", repacked for the CPU ({:.1f} MiB: expert up and down rows side by "
+                                                "side in {} layers, {} tensors as q4_0x16)",
+                                                static_cast<double>(repacked_->bytes) / mib, repacked_->n_layers,
+                                                repacked_->n_q4_0x16)
                                   : std::string())}};
 }
 

@@ -24,11 +24,12 @@ struct CpuExecutorOptions {
   // memory at load (runtime/convert.h, requantized: the precision cost is stated there) so the
   // sparse FFN reads only active neurons' down rows. Ignored for already transposed models.
   bool transpose_down = false;
-  // The CPU repack (runtime/convert.h repack_up_down_in_memory): each neuron's expert up and
-  // down rows side by side, for a transposed-down model mapped from its file (bit-identical
-  // results; the source pages are dropped so the resident set stays the model's size). Skipped
-  // for a model read into memory (--no-mmap: the copy would double its up and down bytes) and
-  // after transpose_down. false = --no-repack.
+  // The CPU repack (runtime/convert.h repack_for_cpu): each neuron's expert up and down rows
+  // side by side (transposed-down models), and q4_0 matrices as q4_0x16 where the ops read that
+  // layout (ForwardOps::reads_q4_0x16: the fast ops on AVX-512), for a model mapped from its
+  // file (bit-identical results; the source pages are dropped so the resident set stays the
+  // model's size). Skipped for a model read into memory (--no-mmap: the copy would double
+  // those bytes) and after transpose_down. false = --no-repack.
   bool repack = true;
 };
 
@@ -58,7 +59,7 @@ class CpuExecutor final : public Executor {
   CpuExecutor(const Model& model, KvCache kv) : model_(model), kv_(std::move(kv)) {}
   const Model& model_;
   std::unique_ptr<TransposedDown> transposed_;  // set with transpose_down; Forward views it
-  std::unique_ptr<RepackedUpDown> repacked_;    // set by the repack; Forward views it
+  std::unique_ptr<CpuRepack> repacked_;    // set by the repack; Forward views it
   KvCache kv_;
   std::unique_ptr<Forward> forward_;
   ForwardOps* ops_ = nullptr;  // owned by forward_

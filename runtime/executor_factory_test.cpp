@@ -7,6 +7,8 @@
 #include <fstream>
 
 #include "gpu/testing/vulkan_fixture.h"
+#include "cpu/kernel_table.h"
+#include "cpu/quants.h"
 #include "planner/profile.h"
 #include "runtime/cpu_executor.h"
 #include "runtime/executor_test_support.h"
@@ -463,7 +465,7 @@ TEST_CASE("make_executor: the cpu repack of expert up/down rows gives the same b
     const auto tokens = testing::random_tokens(12, s.n_vocab, 9);
 
     // The repacked views: same row bytes, rows of a neuron side by side.
-    auto rp = repack_up_down_in_memory(s, model->weights(), /*drop_source=*/false);
+    auto rp = repack_for_cpu(s, model->weights(), CpuRepackOptions{});
     REQUIRE(rp.ok());
     CHECK((*rp)->n_layers == static_cast<int>(s.n_layer));
     for (uint32_t l = 0; l < s.n_layer; ++l) {
@@ -528,8 +530,94 @@ TEST_CASE("make_executor: the cpu repack of expert up/down rows gives the same b
   so.dtype = DType::q4_0;
   auto standard = testing::make_and_load(so, dir / "s.gguf");
   REQUIRE(standard.ok());
-  auto rp = repack_up_down_in_memory(standard->shape(), standard->weights(), false);
+  auto rp = repack_for_cpu(standard->shape(), standard->weights(), CpuRepackOptions{});
   REQUIRE(rp.ok());
   CHECK((*rp)->n_layers == 0);
   CHECK((*rp)->bytes == 0);
+}
+
+// q4_0x16 (runtime/convert.h repack_for_cpu): a model whose rows are multiples of 512 elements
+// (n_embd 512, 4 heads of 128), untied output. Rows unpack to the source bytes; the fast ops give
+// the bits of the unrepacked model for a prompt (token tiles) and for single-token steps (the
+// gemv path), at 1 and 3 threads; the plain ops refuse repacked views by name.
+TEST_CASE("make_executor: q4_0x16 repacked weights give the same bits", "[executor][convert]") {
+  test::TempDir dir;
+  for (bool transposed : {true, false}) {
+    INFO("transposed down " << transposed);
+    MakeModelOptions mo;
+    mo.n_embd = 512;
+    mo.head_dim = 128;
+    mo.n_head = 4;
+    mo.n_head_kv = 2;
+    mo.tied = false;
+    mo.transpose_down = transposed;
+    const auto path = dir / (transposed ? "x16t.gguf" : "x16s.gguf");
+    auto model = testing::make_and_load(mo, path);
+    REQUIRE(model.ok());
+    const ModelShape& s = model->shape();
+    const ModelWeights& src = model->weights();
+
+    CpuRepackOptions ro;
+    ro.q4_0x16 = true;
+    auto rp = repack_for_cpu(s, src, ro);
+    REQUIRE(rp.ok());
+    CHECK((*rp)->n_q4_0x16 == static_cast<int>(6 * s.n_layer + 1));  // q, k, v, output, gate, up; + output
+    CHECK((*rp)->n_layers == (transposed ? static_cast<int>(s.n_layer) : 0));
+    const LayerWeights& l0 = (*rp)->weights.layers[0];
+    CHECK(l0.ffn_down_exps.layout == RowLayout::ggml);
+    CHECK((*rp)->weights.token_embd.layout == RowLayout::ggml);
+    std::vector<uint8_t> back(l0.attn_q.row_size());
+    using Pair = std::pair<const TensorView*, const TensorView*>;
+    for (const auto& [repacked, source] : {Pair{&l0.attn_q, &src.layers[0].attn_q},
+                                           Pair{&l0.ffn_gate_exps, &src.layers[0].ffn_gate_exps},
+                                           Pair{&l0.ffn_up_exps, &src.layers[0].ffn_up_exps},
+                                           Pair{&(*rp)->weights.output, &src.output}}) {
+      INFO(source->name);
+      CHECK(repacked->layout == RowLayout::q4_0x16);
+      const int64_t last = repacked->ne[1] - 1, ex = repacked->ne[2] - 1;
+      cpu::unpack_row_q4_0x16(repacked->row(last, ex), back.data(), repacked->ne[0]);
+      CHECK(std::equal(back.begin(), back.end(), source->row(last, ex)));
+      CHECK(!std::equal(back.begin(), back.end(), repacked->row(last, ex)));
+    }
+
+    // The plain ops refuse the repacked views, naming the tensor.
+    {
+      auto plain = make_cpu_ops();
+      std::vector<float> x(512, 0.5f), y(static_cast<size_t>(l0.attn_q.ne[1]));
+      const Status st = plain->mul_mat(l0.attn_q, x.data(), 1, y.data());
+      CHECK(st.code() == ErrorCode::invalid_argument);
+      CHECK(st.message().find(std::string(l0.attn_q.name)) != std::string::npos);
+    }
+
+    const auto tokens = testing::random_tokens(13, s.n_vocab, 5);
+    const auto run = [&](Executor& ex) {
+      std::vector<float> all = eval_all(ex, std::span<const int32_t>(tokens).first(10));
+      std::vector<float> one;
+      for (size_t i = 10; i < tokens.size(); ++i) {  // single tokens: the gemv path
+        REQUIRE(ex.eval(std::span<const int32_t>(tokens).subspan(i, 1), LogitsRows::all, one).ok());
+        all.insert(all.end(), one.begin(), one.end());
+      }
+      return all;
+    };
+    ExecutorOptions off = small_options();
+    off.repack = false;
+    auto ex_off = make_executor(*model, off);
+    REQUIRE(ex_off.ok());
+    const auto want = run(**ex_off);
+    for (int threads : {1, 3}) {
+      ExecutorOptions on = small_options();
+      on.n_threads = threads;
+      auto ex_on = make_executor(*model, on);
+      REQUIRE(ex_on.ok());
+      const std::string line = (*ex_on)->memory_lines()[0].detail;
+      INFO(line);
+      if (cpu::kernels().prefer_q4_0x16) {
+        CHECK(line.find(std::to_string(6 * s.n_layer + 1) + " tensors as q4_0x16") != std::string::npos);
+      } else {
+        WARN("the kernel table (" << cpu::isa_name(cpu::kernels().isa) << ") does not prefer q4_0x16: not repacked");
+        CHECK((line.find(" tensors as q4_0x16") == std::string::npos || line.find(" 0 tensors as q4_0x16") != std::string::npos));
+      }
+      CHECK(run(**ex_on) == want);
+    }
+  }
 }

@@ -82,6 +82,14 @@ size_t row_grain(int64_t k, int64_t m) {
   return static_cast<size_t>(std::clamp<int64_t>(16384 / work, 1, 64));
 }
 
+// The plain ops read rows as ggml lays them out, not repacked ones (runtime/convert.h).
+Status check_ggml_layout(const TensorView& w, const char* op) {
+  if (w.layout == RowLayout::ggml) return Status::success();
+  return make_error(ErrorCode::invalid_argument,
+                    "{}: {} is repacked as q4_0x16 for the fast CPU kernels; the plain CPU ops read only ggml rows", op,
+                    w.name);
+}
+
 class CpuOps final : public ForwardOps {
  public:
   std::string_view name() const override { return "cpu-plain"; }
@@ -89,6 +97,7 @@ class CpuOps final : public ForwardOps {
   Status mul_mat(const TensorView& w, const float* x, int64_t m, float* y) override {
     const int64_t k = w.ne[0];
     const int64_t n = w.ne[1];
+    TANDEM_RETURN_IF_ERROR(check_ggml_layout(w, "mul_mat"));
     if (k % dtype_block_size(w.dtype) != 0) {
       return make_error(ErrorCode::invalid_argument, "mul_mat: {} has ne0 = {}, not a multiple of the {} block",
                         w.name, k, dtype_name(w.dtype));
@@ -140,6 +149,7 @@ class CpuOps final : public ForwardOps {
 
   Status get_rows(const TensorView& w, const int32_t* ids, int64_t m, float* y) override {
     const int64_t k = w.ne[0];
+    TANDEM_RETURN_IF_ERROR(check_ggml_layout(w, "get_rows"));
     for (int64_t i = 0; i < m; ++i) {
       if (ids[i] < 0 || ids[i] >= w.ne[1]) {
         return make_error(ErrorCode::invalid_argument, "get_rows: row {} out of range for {} ({} rows)", ids[i],
@@ -238,6 +248,7 @@ class CpuOps final : public ForwardOps {
   }
 
   Status moe(const MoeArgs& a, float* out, std::span<uint64_t> gate_active) override {
+    for (const TensorView* t : {a.gate_exps, a.up_exps, a.down_exps}) TANDEM_RETURN_IF_ERROR(check_ggml_layout(*t, "moe"));
     const int64_t d = a.n_embd;
     const int64_t n_ff = a.n_ff_exp;
     const int64_t k = a.n_expert_used;

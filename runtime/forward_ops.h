@@ -88,6 +88,11 @@ class ForwardOps {
   // routed to each expert whose gate pre-activation is > 0.
   virtual Status moe(const MoeArgs& args, float* out, std::span<uint64_t> gate_active) = 0;
 
+  // Whether mul_mat and moe read q4_0 weights repacked as RowLayout::q4_0x16 (and run faster
+  // on them): runtime/convert.h repack_for_cpu rewrites them only then. Ops that return false
+  // reject such views with invalid_argument.
+  virtual bool reads_q4_0x16() const { return false; }
+
   virtual ForwardOpsCounters counters() const { return {}; }
   virtual void reset_counters() {}
 };

@@ -61,6 +61,7 @@ class FastOps final : public ForwardOps {
       : kt_(kt), plain_(make_cpu_ops()), name_("cpu-fast-" + std::string(cpu::isa_name(kt.isa))) {}
 
   std::string_view name() const override { return name_; }
+  bool reads_q4_0x16() const override { return kt_.prefer_q4_0x16; }
 
   Status mul_mat(const TensorView& w, const float* x, int64_t m, float* y) override {
     const int64_t k = w.ne[0];
@@ -72,7 +73,15 @@ class FastOps final : public ForwardOps {
     cpu::GemvFn gemv = nullptr;
     cpu::GemmFn gemm = nullptr;
     switch (w.dtype) {
-      case DType::q4_0: gemv = kt_.gemv_q4_0_q8_0; gemm = kt_.gemm_q4_0_q8_0; break;
+      case DType::q4_0:
+        if (w.layout == RowLayout::q4_0x16) {
+          gemv = kt_.gemv_q4_0x16_q8_0;
+          gemm = kt_.gemm_q4_0x16_q8_0;
+        } else {
+          gemv = kt_.gemv_q4_0_q8_0;
+          gemm = kt_.gemm_q4_0_q8_0;
+        }
+        break;
       case DType::q8_0: gemv = kt_.gemv_q8_0_q8_0; gemm = kt_.gemm_q8_0_q8_0; break;
       case DType::f16: gemv = kt_.gemv_f16_f32; gemm = kt_.gemm_f16_f32; break;
       case DType::bf16: gemv = kt_.gemv_bf16_f32; gemm = kt_.gemm_bf16_f32; break;
@@ -105,6 +114,10 @@ class FastOps final : public ForwardOps {
 
   Status get_rows(const TensorView& w, const int32_t* ids, int64_t m, float* y) override {
     const int64_t k = w.ne[0];
+    if (w.layout != RowLayout::ggml) {
+      return make_error(ErrorCode::invalid_argument, "get_rows: {} is repacked as q4_0x16 (only mul_mat reads it)",
+                        w.name);
+    }
     for (int64_t i = 0; i < m; ++i) {
       if (ids[i] < 0 || ids[i] >= w.ne[1]) {
         return make_error(ErrorCode::invalid_argument, "get_rows: row {} out of range for {} ({} rows)", ids[i],

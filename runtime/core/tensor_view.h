@@ -15,12 +15,19 @@
 
 namespace tandem {
 
+// How each row's bytes are laid out: as ggml (and the file) has them, or repacked for the CPU
+// kernels: q4_0x16 (cpu/quants.h; dtype stays q4_0, row size unchanged, ne0 % 512 == 0), made
+// by runtime/convert.h repack_for_cpu. Only the fast CPU ops (make_fast_cpu_ops on a table with
+// prefer_q4_0x16) read repacked rows; other readers reject them.
+enum class RowLayout : uint8_t { ggml, q4_0x16 };
+
 struct TensorView {
   const void* data = nullptr;
   DType dtype = DType::f32;
   std::array<int64_t, 4> ne = {1, 1, 1, 1};
   std::array<size_t, 4> nb = {0, 0, 0, 0};
   std::string_view name;  // GGUF tensor name when the view comes from a file
+  RowLayout layout = RowLayout::ggml;
 
   static TensorView contiguous(const void* data, DType dtype, std::array<int64_t, 4> ne,
                                std::string_view name = {}) {
