@@ -268,6 +268,9 @@ struct FfnSet {
   size_t mat = 0;
   std::unique_ptr<Arena> gate[3], up, down;  // gate per inactivity level 0 / 60 / 80 %
   std::unique_ptr<Arena> updown;               // up and down rows of each neuron side by side (the CPU repack)
+  // The CPU repack as `tandem run` makes it on a table that prefers q4_0x16: gate rows as
+  // q4_0x16, and updown with its up rows as q4_0x16 (down rows unchanged).
+  std::unique_ptr<Arena> gate_x16[3], updown_x16;
 };
 
 FfnSet& ffn_set(int64_t n_embd, int64_t n_ff) {
@@ -302,6 +305,18 @@ FfnSet& ffn_set(int64_t n_embd, int64_t n_ff) {
     std::memcpy(s.updown->data + 2 * static_cast<size_t>(r) * rb, s.up->data + static_cast<size_t>(r) * rb, rb);
     std::memcpy(s.updown->data + (2 * static_cast<size_t>(r) + 1) * rb, s.down->data + static_cast<size_t>(r) * rb, rb);
   }
+  if (n_embd % k_q4_0x16_elems == 0) {
+    const size_t rows = static_cast<size_t>(n_ff * s.n_expert);
+    for (int l = 0; l < 3; ++l) {
+      s.gate_x16[l] = std::make_unique<Arena>(s.mat * static_cast<size_t>(s.n_expert));
+      for (size_t r = 0; r < rows; ++r) repack_row_q4_0x16(s.gate[l]->data + r * rb, s.gate_x16[l]->data + r * rb, n_embd);
+    }
+    s.updown_x16 = std::make_unique<Arena>(2 * s.mat * static_cast<size_t>(s.n_expert));
+    for (size_t r = 0; r < rows; ++r) {
+      repack_row_q4_0x16(s.up->data + r * rb, s.updown_x16->data + 2 * r * rb, n_embd);
+      std::memcpy(s.updown_x16->data + (2 * r + 1) * rb, s.down->data + r * rb, rb);
+    }
+  }
   return s;
 }
 
@@ -329,8 +344,14 @@ void BM_expert_ffn(benchmark::State& state, const KernelTable* kt, int64_t n_emb
     w.down_layout = layout;
     if (repacked) {
       const size_t rb = w.up.row_size();
-      w.up.data = s.updown->data + 2 * off;
-      w.down.data = s.updown->data + 2 * off + rb;
+      const bool x16 = kt->prefer_q4_0x16 && s.updown_x16;
+      const uint8_t* ud = (x16 ? s.updown_x16 : s.updown)->data;
+      if (x16) {
+        w.gate.data = s.gate_x16[level]->data + off;
+        w.gate.layout = w.up.layout = RowLayout::q4_0x16;
+      }
+      w.up.data = ud + 2 * off;
+      w.down.data = ud + 2 * off + rb;
       w.up.nb[1] = w.down.nb[1] = 2 * rb;
       w.up.nb[2] = w.down.nb[2] = 2 * rb * static_cast<size_t>(f);
       w.up.nb[3] = w.down.nb[3] = w.up.nb[2];
@@ -545,7 +566,8 @@ void register_all() {
             const std::string lv = "/inactive_" + std::to_string(static_cast<int>(k_inactive[level] * 100));
             reg("expert_ffn_sparse" + base + lv + tail, BM_expert_ffn, kt, sh.n_embd, sh.n_ff, layout, FfnMode::sparse,
                 level, n_tok, false);
-            // Beside it, the same expert repacked (up and down rows side by side, `tandem run`'s default).
+            // Beside it, the same expert repacked as `tandem run` does by default: up and down rows
+            // side by side, and where the table prefers it gate and up rows as q4_0x16.
             if (layout == DownLayout::transposed) {
               reg("expert_ffn_sparse" + base + "_repacked" + lv + tail, BM_expert_ffn, kt, sh.n_embd, sh.n_ff, layout,
                   FfnMode::sparse, level, n_tok, true);
