@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <cmath>
 #include <cstring>
 #include <new>
@@ -195,7 +196,7 @@ Result<std::unique_ptr<TransposedDown>> transpose_down_in_memory(const Model& mo
 }
 
 CpuRepack::~CpuRepack() {
-  for (uint8_t* b : buffers) ::operator delete[](b, std::align_val_t{64});
+  for (const Buffer& b : buffers) ::munmap(b.map, b.map_bytes);
 }
 
 namespace {
@@ -222,12 +223,20 @@ bool x16_ok(const TensorView& t) {
          t.ne[0] % cpu::k_q4_0x16_elems == 0 && contiguous(t);
 }
 
+// bytes in a new anonymous mapping, 2 MiB aligned and advised for transparent huge pages
+// before the first touch (so the kernel can back it with them).
 Result<uint8_t*> alloc_repack(CpuRepack& r, size_t bytes, const TensorView& t) {
-  auto* dst = static_cast<uint8_t*>(::operator new[](bytes, std::align_val_t{64}, std::nothrow));
-  if (dst == nullptr) {
-    return make_error(ErrorCode::out_of_memory, "repack: cannot allocate {} bytes for '{}'", bytes, t.name);
+  constexpr size_t huge = size_t{2} << 20;
+  const size_t len = (bytes + huge - 1) / huge * huge;
+  void* map = ::mmap(nullptr, len + huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (map == MAP_FAILED) {
+    return make_error(ErrorCode::out_of_memory, "repack: cannot map {} bytes for '{}': {}", len + huge, t.name,
+                      std::strerror(errno));
   }
-  r.buffers.push_back(dst);
+  r.buffers.push_back({map, len + huge});
+  const auto a = reinterpret_cast<uintptr_t>(map);
+  auto* dst = reinterpret_cast<uint8_t*>((a + huge - 1) / huge * huge);
+  (void)::madvise(dst, len, MADV_HUGEPAGE);  // best effort: THP may be "never"
   r.bytes += bytes;
   return dst;
 }
