@@ -19,6 +19,7 @@
 //
 // Usage: cpu_kernels_bench [--threads=N] [google-benchmark flags]   (default 2 threads)
 #include <benchmark/benchmark.h>
+#include <sys/mman.h>
 
 #include <algorithm>
 #include <chrono>
@@ -67,9 +68,12 @@ struct Arena {
   std::unique_ptr<uint8_t[]> raw;
   uint8_t* data = nullptr;
   size_t size = 0;
-  explicit Arena(size_t n) : raw(new uint8_t[n + (size_t{2} << 20)]), size(n) {
+  // huge: advised MADV_HUGEPAGE before the first touch, as runtime/convert.h's repack buffers
+  // are (the file mapping `tandem run` reads otherwise has 4 KiB pages).
+  explicit Arena(size_t n, bool huge = false) : raw(new uint8_t[n + (size_t{2} << 20)]), size(n) {
     constexpr uintptr_t k_huge = uintptr_t{2} << 20;
     data = raw.get() + (k_huge - reinterpret_cast<uintptr_t>(raw.get()) % k_huge) % k_huge;
+    if (huge) (void)::madvise(data, n, MADV_HUGEPAGE);
     std::memset(data, 0, n);
   }
 };
@@ -299,7 +303,7 @@ FfnSet& ffn_set(int64_t n_embd, int64_t n_ff) {
   fill_rows(DType::q4_0, s.up->data, n_ff * s.n_expert, n_embd, seed, nullptr);
   fill_rows(DType::q4_0, s.down->data, n_ff * s.n_expert, n_embd, seed, nullptr);
   // As runtime/convert.h repack_up_down_in_memory lays them out (same bytes per row).
-  s.updown = std::make_unique<Arena>(2 * s.mat * static_cast<size_t>(s.n_expert));
+  s.updown = std::make_unique<Arena>(2 * s.mat * static_cast<size_t>(s.n_expert), true);
   const size_t rb = dtype_row_size(DType::q4_0, n_embd);
   for (int64_t r = 0; r < n_ff * s.n_expert; ++r) {
     std::memcpy(s.updown->data + 2 * static_cast<size_t>(r) * rb, s.up->data + static_cast<size_t>(r) * rb, rb);
@@ -308,10 +312,10 @@ FfnSet& ffn_set(int64_t n_embd, int64_t n_ff) {
   if (n_embd % k_q4_0x16_elems == 0) {
     const size_t rows = static_cast<size_t>(n_ff * s.n_expert);
     for (int l = 0; l < 3; ++l) {
-      s.gate_x16[l] = std::make_unique<Arena>(s.mat * static_cast<size_t>(s.n_expert));
+      s.gate_x16[l] = std::make_unique<Arena>(s.mat * static_cast<size_t>(s.n_expert), true);
       for (size_t r = 0; r < rows; ++r) repack_row_q4_0x16(s.gate[l]->data + r * rb, s.gate_x16[l]->data + r * rb, n_embd);
     }
-    s.updown_x16 = std::make_unique<Arena>(2 * s.mat * static_cast<size_t>(s.n_expert));
+    s.updown_x16 = std::make_unique<Arena>(2 * s.mat * static_cast<size_t>(s.n_expert), true);
     for (size_t r = 0; r < rows; ++r) {
       repack_row_q4_0x16(s.up->data + r * rb, s.updown_x16->data + 2 * r * rb, n_embd);
       std::memcpy(s.updown_x16->data + (2 * r + 1) * rb, s.down->data + r * rb, rb);

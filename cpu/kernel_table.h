@@ -109,12 +109,16 @@ struct KernelTable {
   // semantics of the q4_0 entries on the rows before the repack. The scalar table unpacks each
   // row and calls its q4_0 kernel (the reference, slow; avx2 and neon keep these). The avx512
   // table runs them natively (no byte permutes: 4 loads per 512 weights) with the same bits as
-  // its own q4_0 entries (exact integer sums in the same lanes) and sets prefer_q4_0x16: only
-  // then should a loader repack (runtime/convert.h).
+  // its own q4_0 entries (exact integer sums in the same lanes) and sets prefer_q4_0x16.
   GemvFn gemv_q4_0x16_q8_0 = nullptr;
   GemmFn gemm_q4_0x16_q8_0 = nullptr;
   GemmRowsFn gemm_rows_q4_0x16_q8_0 = nullptr;
   GemmPairsFn gemm_pairs_q4_0x16_q8_0 = nullptr;
+  // down_rows on transposed down rows repacked as q4_0_split (cpu/quants.h): the bits of
+  // down_rows_q4_0 on the rows before the repack, on every table (scalar: unpacks the rows).
+  DownRowsFn down_rows_q4_0_split = nullptr;
+  // Whether this table runs the repacked layouts above faster than ggml's (avx512): only then
+  // should a loader repack (runtime/convert.h repack_for_cpu).
   bool prefer_q4_0x16 = false;
 
   // y += a * dequant(row), per row dtype, f32 coefficients.

@@ -482,6 +482,43 @@ inline void check_down_rows(const KernelTable& fast, const KernelTable& ref, DTy
   }
 }
 
+// down_rows_q4_0_split on rows repacked as q4_0_split: the bits down_rows_q4_0 of the reference
+// table gives on the rows before the repack (k with unit tails, 0..k_down_rows_max rows).
+inline void check_down_rows_split(const KernelTable& fast, const KernelTable& ref, Report& rep, uint64_t seed) {
+  if (fast.down_rows_q4_0_split == nullptr) return;
+  Rng rng(seed);
+  for (int64_t k : {int64_t{32}, int64_t{96}, int64_t{160}, int64_t{1536}, int64_t{2592}}) {
+    for (int64_t n_idx : {int64_t{0}, int64_t{1}, int64_t{5}, int64_t{26}, k_down_rows_max}) {
+      const int64_t rows = std::max<int64_t>(n_idx + 7, 16);
+      const size_t rb = row_bytes(DType::q4_0, k), wrb = rb + 2;
+      Buf w(wrb * static_cast<size_t>(rows), 2), ws(wrb * static_cast<size_t>(rows), 2);
+      for (int64_t i = 0; i < rows; ++i) {
+        fill_row(DType::q4_0, k, w.data() + i * wrb, rng);
+        repack_row_q4_0_split(w.data() + i * wrb, ws.data() + i * wrb, k);
+      }
+      std::vector<int32_t> idx(static_cast<size_t>(rows));
+      for (int32_t i = 0; i < rows; ++i) idx[static_cast<size_t>(i)] = i;
+      for (size_t i = idx.size(); i > 1; --i) std::swap(idx[i - 1], idx[rng.next() % i]);
+      idx.resize(static_cast<size_t>(n_idx));
+      std::vector<float> a(static_cast<size_t>(rows));
+      for (auto& v : a) v = rng.next() % 5 == 0 ? 0.0f : rng.uniform(-2.0f, 2.0f);
+      std::vector<float> want(static_cast<size_t>(k)), got(want.size() + 16, -7.0f);
+      ref.down_rows_q4_0(k, n_idx, idx.data(), w.data(), wrb, a.data(), want.data());
+      fast.down_rows_q4_0_split(k, n_idx, idx.data(), ws.data(), wrb, a.data(), got.data());
+      ++rep.checks;
+      if (std::memcmp(got.data(), want.data(), want.size() * sizeof(float)) != 0) {
+        rep.fail(where(fast, "down_rows_split", DType::q4_0, k, n_idx, 1, 0, 0) + ": differs from down_rows_q4_0");
+      }
+      for (size_t j = want.size(); j < got.size(); ++j) {
+        if (got[j] != -7.0f) {
+          rep.fail(where(fast, "down_rows_split", DType::q4_0, k, n_idx, 1, static_cast<int64_t>(j), 0) + ": wrote past y");
+          break;
+        }
+      }
+    }
+  }
+}
+
 // down_rows rounds ties to even: one block whose coefficients a * d (d = 1) put c * id exactly
 // on .5 (s = 127 / 127 = 1), checked against hand-computed sums.
 inline void check_down_rows_ties(const KernelTable& fast, DType d, Report& rep) {
@@ -627,6 +664,7 @@ inline Report check_table(const KernelTable& fast, const KernelTable& ref, uint6
   for (DType d : {DType::q4_0, DType::q8_0}) check_down_rows(fast, ref, d, rep, seed + 270);
   for (DType d : {DType::q4_0, DType::q8_0}) check_down_rows_ties(fast, d, rep);
   check_q4_0x16(fast, ref, rep, seed + 280);
+  check_down_rows_split(fast, ref, rep, seed + 290);
   check_elementwise(fast, ref, rep, seed + 300);
   return rep;
 }

@@ -139,6 +139,26 @@ void unpack_row_q4_0x16(const void* src, void* dst, int64_t k) {
   }
 }
 
+void repack_row_q4_0_split(const void* src, void* dst, int64_t k) {
+  const auto* x = static_cast<const block_q4_0*>(src);
+  auto* y = static_cast<uint8_t*>(dst);
+  const int64_t nb = k / QK4_0;
+  for (int64_t b = 0; b < nb; ++b) {
+    std::memcpy(y + 16 * b, x[b].qs, 16);
+    std::memcpy(y + 16 * nb + 2 * b, &x[b].d, 2);
+  }
+}
+
+void unpack_row_q4_0_split(const void* src, void* dst, int64_t k) {
+  const auto* x = static_cast<const uint8_t*>(src);
+  auto* y = static_cast<block_q4_0*>(dst);
+  const int64_t nb = k / QK4_0;
+  for (int64_t b = 0; b < nb; ++b) {
+    std::memcpy(y[b].qs, x + 16 * b, 16);
+    std::memcpy(&y[b].d, x + 16 * nb + 2 * b, 2);
+  }
+}
+
 void dequantize_row_q4_K(const void* src, float* y, int64_t k) {
   const auto* x = static_cast<const block_q4_K*>(src);
   const int64_t nb = k / QK_K;

@@ -42,6 +42,15 @@ constexpr int q4_0x16_block(int l) { return 4 * (l % 4) + l / 4; }
 void repack_row_q4_0x16(const void* src, void* dst, int64_t k);
 void unpack_row_q4_0x16(const void* src, void* dst, int64_t k);
 
+// q4_0_split: the CPU repack of a transposed expert down row (kernel_table.h down_rows_q4_0_split):
+// a q4_0 row of nb = k / 32 blocks as all its quants, then all its scales, the same size:
+//   bytes 16 b .. 16 b + 15   = qs of block b (block order)
+//   bytes 16 nb + 2 b, +1     = d of block b (f16, little-endian)
+// so 4 blocks' quants are one 64-byte load and a row's scales are contiguous. src and dst must
+// not overlap.
+void repack_row_q4_0_split(const void* src, void* dst, int64_t k);
+void unpack_row_q4_0_split(const void* src, void* dst, int64_t k);
+
 // Any supported dtype -> f32 (f32 is copied).
 void dequantize_row(DType dtype, const void* src, float* y, int64_t k);
 // f32 -> dtype for the dtypes Tandem writes (f32, f16, bf16, q8_0, q4_0);

@@ -267,6 +267,23 @@ void rope_neox_cache(int64_t n_rot, int64_t pos, float freq_base, float* c, floa
   }
 }
 
+// q4_0_split rows: the listed rows unpacked to q4_0 (cpu/quants.h), then down_rows<true> (its
+// result does not depend on the rows' order or where they sit).
+void down_rows_q4_0_split(int64_t k, int64_t n_idx, const int32_t* idx, const void* w, size_t wrb, const float* a,
+                          float* y) {
+  const size_t rb = static_cast<size_t>(k / QK4_0) * sizeof(block_q4_0);
+  std::vector<uint8_t> rows(rb * static_cast<size_t>(n_idx));
+  std::vector<int32_t> seq(static_cast<size_t>(n_idx));
+  std::vector<float> as(static_cast<size_t>(n_idx));
+  for (int64_t i = 0; i < n_idx; ++i) {
+    unpack_row_q4_0_split(static_cast<const uint8_t*>(w) + static_cast<size_t>(idx[i]) * wrb,
+                          rows.data() + static_cast<size_t>(i) * rb, k);
+    seq[static_cast<size_t>(i)] = static_cast<int32_t>(i);
+    as[static_cast<size_t>(i)] = a[idx[i]];
+  }
+  down_rows<true>(k, n_idx, seq.data(), rows.data(), rb, as.data(), y);
+}
+
 void fill_scalar(KernelTable& t) {
   t.isa = Isa::scalar;
   t.quantize_row_q8_0 = quantize_row_q8_0;
@@ -297,6 +314,7 @@ void fill_scalar(KernelTable& t) {
   t.gemm_q4_0x16_q8_0 = gemm_q4_0x16_q8_0;
   t.gemm_rows_q4_0x16_q8_0 = gemm_rows<gemm_q4_0x16_q8_0>;
   t.gemm_pairs_q4_0x16_q8_0 = gemm_pairs<gemm_q4_0x16_q8_0>;
+  t.down_rows_q4_0_split = down_rows_q4_0_split;
   t.axpy_f32 = axpy_f32;
   t.rms_norm = rms_norm;
   t.soft_max = soft_max;

@@ -570,8 +570,13 @@ inline void lane_transpose(const __m512 (&f)[4], __m512 (&out)[4]) {
   out[3] = _mm512_shuffle_f32x4(t1, t3, 0xDD);
 }
 
-template <bool Q4>
+// Split (q4_0 only): rows repacked as cpu/quants.h q4_0_split, so a unit's quants are one
+// 64-byte load without a permute, and a group's 4 x 4 scales come from 8-byte loads (one
+// convert and one transposing permute per group instead of a load, permute and convert per row).
+// The coefficients and sums are the same numbers, so the same bits.
+template <bool Q4, bool Split = false>
 void down_rows(int64_t k, int64_t n_idx, const int32_t* idx, const void* w, size_t wrb, const float* a, float* y) {
+  static_assert(Q4 || !Split);
   if (n_idx == 0) {
     std::fill_n(y, k, 0.0f);
     return;
@@ -585,6 +590,7 @@ void down_rows(int64_t k, int64_t n_idx, const int32_t* idx, const void* w, size
   for (int64_t g = 0; g < ng; ++g) av[g] = _mm512_broadcast_f32x4(_mm_load_ps(grp.a + 4 * g));
   const __m512i qs_idx = Q4 ? q4_qs_index() : q8_qs_index(), d_idx = down_d_index(Q4);
   const __m512i bcast = lane_bcast_index(), m4 = _mm512_set1_epi8(0x0F), sign = _mm512_set1_epi8(-128);
+  const __m512i d_tr = _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);  // lane 4 L + r <- 4 r + L
   __m512 cbuf[k_down_rows_max / 4];
   for (int64_t u = 0; u < (nb + bpu - 1) / bpu; ++u) {
     const int64_t nbu = std::min(bpu, nb - bpu * u), off = u * bpu * bs, bytes = nbu * bs;
@@ -593,10 +599,20 @@ void down_rows(int64_t k, int64_t n_idx, const int32_t* idx, const void* w, size
     __m512 amax = _mm512_setzero_ps();
     for (int64_t g = 0; g < ng; ++g) {
       __m512 c = _mm512_setzero_ps();
-      for (int r = 0; r < 4; ++r) {
-        const __m512i raw = _mm512_maskz_loadu_epi8(m_lo, rows[4 * g + r] + off);
-        const __m512 d = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi8(d_idx, raw)));
-        c = _mm512_mask_mul_ps(c, static_cast<__mmask16>(0x1111u << r), d, av[g]);
+      if constexpr (Split) {
+        // Halves 4 r + L (row r's scales of the unit's blocks L) -> floats, then lane 4 L + r.
+        const auto m_d = static_cast<__mmask8>((1u << nbu) - 1u);
+        __m128i dr[4];
+        for (int r = 0; r < 4; ++r) dr[r] = _mm_maskz_loadu_epi16(m_d, rows[4 * g + r] + 16 * nb + 8 * u);
+        const __m256i h = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_unpacklo_epi64(dr[0], dr[1])),
+                                                  _mm_unpacklo_epi64(dr[2], dr[3]), 1);
+        c = _mm512_mul_ps(_mm512_permutexvar_ps(d_tr, _mm512_cvtph_ps(h)), av[g]);
+      } else {
+        for (int r = 0; r < 4; ++r) {
+          const __m512i raw = _mm512_maskz_loadu_epi8(m_lo, rows[4 * g + r] + off);
+          const __m512 d = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi8(d_idx, raw)));
+          c = _mm512_mask_mul_ps(c, static_cast<__mmask16>(0x1111u << r), d, av[g]);
+        }
       }
       cbuf[g] = c;
       amax = _mm512_max_ps(amax, _mm512_abs_ps(c));
@@ -611,8 +627,13 @@ void down_rows(int64_t k, int64_t n_idx, const int32_t* idx, const void* w, size
       const __m512i coef = _mm512_permutexvar_epi32(bcast, _mm512_castsi128_si512(_mm512_cvtepi32_epi8(q)));
       __m512i R[4];
       for (int r = 0; r < 4; ++r) {
-        const uint8_t* p = rows[4 * g + r] + off;
-        R[r] = _mm512_permutex2var_epi8(_mm512_maskz_loadu_epi8(m_lo, p), qs_idx, _mm512_maskz_loadu_epi8(m_hi, p + 64));
+        if constexpr (Split) {
+          const uint8_t* p = rows[4 * g + r] + 64 * u;
+          R[r] = nbu == 4 ? _mm512_loadu_si512(p) : _mm512_maskz_loadu_epi8(byte_mask(16 * nbu), p);
+        } else {
+          const uint8_t* p = rows[4 * g + r] + off;
+          R[r] = _mm512_permutex2var_epi8(_mm512_maskz_loadu_epi8(m_lo, p), qs_idx, _mm512_maskz_loadu_epi8(m_hi, p + 64));
+        }
         if constexpr (!Q4) R[r] = _mm512_xor_si512(R[r], sign);  // q + 128 as unsigned
       }
       const __m512i t0 = _mm512_unpacklo_epi8(R[0], R[1]), t1 = _mm512_unpackhi_epi8(R[0], R[1]);
@@ -650,6 +671,7 @@ void fill_avx512(KernelTable& t) {
   Glue<Avx512>::fill_q4_0x16(t);
   t.down_rows_q4_0 = down_rows<true>;
   t.down_rows_q8_0 = down_rows<false>;
+  t.down_rows_q4_0_split = down_rows<true, true>;
 }
 
 }  // namespace tandem::cpu::detail
