@@ -30,13 +30,16 @@ Status check_matrix(const TensorView& t, const char* role, int64_t ne0, int64_t 
     return make_error(ErrorCode::invalid_argument, "expert_ffn: {} tensor '{}' row stride {} < row size {}", role,
                       t.name, t.nb[1], t.row_size());
   }
-  // Repacked rows (cpu/quants.h q4_0x16): gate and up only (down rows are summed, not dotted).
-  if (t.layout == RowLayout::q4_0x16 &&
-      (t.dtype != DType::q4_0 || ne0 % k_q4_0x16_elems != 0 || std::string_view(role).starts_with("down"))) {
+  // Repacked rows (cpu/quants.h): q4_0x16 for gate and up (dotted with x), q4_0_split for the
+  // transposed down (summed by down_rows).
+  const bool is_down = std::string_view(role).starts_with("down");
+  const bool transposed_down = std::string_view(role) == "down (transposed)";
+  if ((t.layout == RowLayout::q4_0x16 && (t.dtype != DType::q4_0 || ne0 % k_q4_0x16_elems != 0 || is_down)) ||
+      (t.layout == RowLayout::q4_0_split && (t.dtype != DType::q4_0 || !transposed_down))) {
     return make_error(ErrorCode::invalid_argument,
-                      "expert_ffn: {} tensor '{}' is repacked as q4_0x16, which only q4_0 gate and up rows of a "
-                      "multiple of {} elements may be",
-                      role, t.name, k_q4_0x16_elems);
+                      "expert_ffn: {} tensor '{}' is repacked as {}, which only q4_0 gate and up rows of a multiple "
+                      "of {} elements (q4_0x16) or q4_0 transposed down rows (q4_0_split) may be",
+                      role, t.name, row_layout_name(t.layout), k_q4_0x16_elems);
   }
   return Status::success();
 }
@@ -94,7 +97,9 @@ Status expert_ffn(const KernelTable& kt, const ExpertFfnWeights& w, FfnMode mode
   const GemmRowsFn gemm_rows_gu = w.up.dtype != DType::q4_0 ? kt.gemm_rows_q8_0_q8_0
                                   : up_x16                  ? kt.gemm_rows_q4_0x16_q8_0
                                                             : kt.gemm_rows_q4_0_q8_0;
-  const DownRowsFn down_rows = w.down.dtype == DType::q4_0 ? kt.down_rows_q4_0 : kt.down_rows_q8_0;
+  const DownRowsFn down_rows = w.down.dtype != DType::q4_0             ? kt.down_rows_q8_0
+                               : w.down.layout == RowLayout::q4_0_split ? kt.down_rows_q4_0_split
+                                                                        : kt.down_rows_q4_0;
   // Transposed down: y_t = sum over neuron chunks c (ascending) of part_c,t, where part_c,t =
   // down_rows over the chunk's rows whose gate is on for token t (8-bit coefficients a * d per
   // chunk and 32-column block, exact integer sums). One token: each chunk's part is made in its

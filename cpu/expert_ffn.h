@@ -8,7 +8,8 @@
 //              repacked (TensorView::layout q4_0x16, n_embd % 512 == 0: the kt's *_q4_0x16_*
 //              entries, the same bits)
 //   down     : standard   ne = [n_ff, n_embd] (n_embd rows of n_ff), q4_0 or q8_0
-//              transposed ne = [n_embd, n_ff] (row j = the n_embd-vector neuron j adds)
+//              transposed ne = [n_embd, n_ff] (row j = the n_embd-vector neuron j adds); q4_0
+//              rows may be repacked (layout q4_0_split: kt.down_rows_q4_0_split, the same bits)
 //   batch.x  : (n_tok, n_embd) f32, already rms-normed and scaled by ffn_norm
 //   batch.acc: (n_tok, n_embd) f32, y * route_w[t] is ADDED to row t
 //

@@ -281,6 +281,7 @@ Result<std::unique_ptr<CpuRepack>> repack_for_cpu(const ModelShape& shape, const
     const size_t rb = up.row_size();
     const int64_t rows = up.nrows();
     const bool up_x16 = options.q4_0x16 && x16_ok(up);
+    const bool down_split = options.q4_0x16 && down.dtype == DType::q4_0;
     TANDEM_ASSIGN_OR_RETURN(uint8_t* dst, alloc_repack(*r, 2 * rb * static_cast<size_t>(rows), up));
     const auto* u = static_cast<const uint8_t*>(up.data);
     const auto* d = static_cast<const uint8_t*>(down.data);
@@ -292,7 +293,11 @@ Result<std::unique_ptr<CpuRepack>> repack_for_cpu(const ModelShape& shape, const
         } else {
           std::memcpy(o, u + static_cast<size_t>(i) * rb, rb);
         }
-        std::memcpy(o + rb, d + static_cast<size_t>(i) * rb, rb);
+        if (down_split) {
+          cpu::repack_row_q4_0_split(d + static_cast<size_t>(i) * rb, o + rb, down.ne[0]);
+        } else {
+          std::memcpy(o + rb, d + static_cast<size_t>(i) * rb, rb);
+        }
       }
     });
     if (drop) {
@@ -308,6 +313,10 @@ Result<std::unique_ptr<CpuRepack>> repack_for_cpu(const ModelShape& shape, const
     if (up_x16) {
       up.layout = RowLayout::q4_0x16;
       ++r->n_q4_0x16;
+    }
+    if (down_split) {
+      down.layout = RowLayout::q4_0_split;
+      ++r->n_q4_0_split;
     }
     ++r->n_layers;
   }

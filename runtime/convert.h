@@ -89,8 +89,9 @@ Result<std::unique_ptr<TransposedDown>> transpose_down_in_memory(const Model& mo
 //   CPU multiplies by activations with ne0 % 512 == 0 and contiguous rows (attn_q, attn_k,
 //   attn_v, attn_output, ffn_gate_exps, ffn_up_exps, and output unless it is token_embd, which
 //   get_rows reads) gets its rows rewritten as cpu/quants.h q4_0x16 (TensorView::layout), the
-//   same size; the AVX-512 kernels then need no byte permutes. Results are bit-identical (the
-//   kernels' contract, kernel_table.h). Down rows (summed by down_rows) are never rewritten.
+//   same size; the AVX-512 kernels then need no byte permutes. The q4_0 down rows laid side by
+//   side are written as q4_0_split (quants, then scales: down_rows needs no byte permutes
+//   either). Results are bit-identical (the kernels' contract, kernel_table.h).
 // Repacked tensors live in owned buffers; with drop_source their source ranges are then dropped
 // from the process (madvise MADV_DONTNEED, page-aligned interior: clean file pages of a mapping,
 // read again from the file if anything touches them); only pass it for a file-backed mapping
@@ -105,6 +106,7 @@ struct CpuRepack {
   uint64_t bytes = 0;     // owned buffer bytes
   int n_layers = 0;       // layers whose up and down rows were put side by side
   int n_q4_0x16 = 0;      // tensors in the q4_0x16 layout (an up tensor laid side by side counts)
+  int n_q4_0_split = 0;   // down tensors in the q4_0_split layout
 
   CpuRepack() = default;
   CpuRepack(const CpuRepack&) = delete;

@@ -55,9 +55,9 @@ std::vector<DeviceMemoryLine> CpuExecutor::memory_lines() const {
                                           : std::string(),
                               repacked_ && repacked_->bytes > 0
                                   ? fmt::format(", repacked for the CPU ({:.1f} MiB: expert up and down rows side by "
-                                                "side in {} layers, {} tensors as q4_0x16)",
+                                                "side in {} layers, {} tensors as q4_0x16, {} as q4_0_split)",
                                                 static_cast<double>(repacked_->bytes) / mib, repacked_->n_layers,
-                                                repacked_->n_q4_0x16)
+                                                repacked_->n_q4_0x16, repacked_->n_q4_0_split)
                                   : std::string())}};
 }
 

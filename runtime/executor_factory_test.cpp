@@ -536,11 +536,12 @@ TEST_CASE("make_executor: the cpu repack of expert up/down rows gives the same b
   CHECK((*rp)->bytes == 0);
 }
 
-// q4_0x16 (runtime/convert.h repack_for_cpu): a model whose rows are multiples of 512 elements
-// (n_embd 512, 4 heads of 128), untied output. Rows unpack to the source bytes; the fast ops give
-// the bits of the unrepacked model for a prompt (token tiles) and for single-token steps (the
-// gemv path), at 1 and 3 threads; the plain ops refuse repacked views by name.
-TEST_CASE("make_executor: q4_0x16 repacked weights give the same bits", "[executor][convert]") {
+// q4_0x16 and q4_0_split (runtime/convert.h repack_for_cpu): a model whose rows are multiples
+// of 512 elements (n_embd 512, 4 heads of 128), untied output. Rows unpack to the source bytes;
+// the fast ops give the bits of the unrepacked model for a prompt (token tiles) and for
+// single-token steps (the gemv path), at 1 and 3 threads; the plain ops refuse repacked views
+// by name.
+TEST_CASE("make_executor: q4_0x16 and q4_0_split repacked weights give the same bits", "[executor][convert]") {
   test::TempDir dir;
   for (bool transposed : {true, false}) {
     INFO("transposed down " << transposed);
@@ -564,7 +565,16 @@ TEST_CASE("make_executor: q4_0x16 repacked weights give the same bits", "[execut
     CHECK((*rp)->n_q4_0x16 == static_cast<int>(6 * s.n_layer + 1));  // q, k, v, output, gate, up; + output
     CHECK((*rp)->n_layers == (transposed ? static_cast<int>(s.n_layer) : 0));
     const LayerWeights& l0 = (*rp)->weights.layers[0];
-    CHECK(l0.ffn_down_exps.layout == RowLayout::ggml);
+    CHECK(l0.ffn_down_exps.layout == (transposed ? RowLayout::q4_0_split : RowLayout::ggml));
+    CHECK((*rp)->n_q4_0_split == (transposed ? static_cast<int>(s.n_layer) : 0));
+    if (transposed) {  // the split down rows unpack to the source rows
+      const TensorView& down = l0.ffn_down_exps;
+      std::vector<uint8_t> row(down.row_size());
+      for (int64_t ex : {int64_t{0}, down.ne[2] - 1}) {
+        cpu::unpack_row_q4_0_split(down.row(down.ne[1] - 1, ex), row.data(), down.ne[0]);
+        CHECK(std::equal(row.begin(), row.end(), src.layers[0].ffn_down_exps.row(down.ne[1] - 1, ex)));
+      }
+    }
     CHECK((*rp)->weights.token_embd.layout == RowLayout::ggml);
     std::vector<uint8_t> back(l0.attn_q.row_size());
     using Pair = std::pair<const TensorView*, const TensorView*>;
@@ -612,7 +622,8 @@ TEST_CASE("make_executor: q4_0x16 repacked weights give the same bits", "[execut
       const std::string line = (*ex_on)->memory_lines()[0].detail;
       INFO(line);
       if (cpu::kernels().prefer_q4_0x16) {
-        CHECK(line.find(std::to_string(6 * s.n_layer + 1) + " tensors as q4_0x16") != std::string::npos);
+        CHECK(line.find(std::to_string(6 * s.n_layer + 1) + " tensors as q4_0x16, " +
+                        std::to_string(transposed ? s.n_layer : 0) + " as q4_0_split") != std::string::npos);
       } else {
         WARN("the kernel table (" << cpu::isa_name(cpu::kernels().isa) << ") does not prefer q4_0x16: not repacked");
         CHECK((line.find(" tensors as q4_0x16") == std::string::npos || line.find(" 0 tensors as q4_0x16") != std::string::npos));

@@ -86,8 +86,8 @@ size_t row_grain(int64_t k, int64_t m) {
 Status check_ggml_layout(const TensorView& w, const char* op) {
   if (w.layout == RowLayout::ggml) return Status::success();
   return make_error(ErrorCode::invalid_argument,
-                    "{}: {} is repacked as q4_0x16 for the fast CPU kernels; the plain CPU ops read only ggml rows", op,
-                    w.name);
+                    "{}: {} is repacked as {} for the fast CPU kernels; the plain CPU ops read only ggml rows", op,
+                    w.name, row_layout_name(w.layout));
 }
 
 class CpuOps final : public ForwardOps {

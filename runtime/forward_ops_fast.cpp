@@ -70,6 +70,10 @@ class FastOps final : public ForwardOps {
       return make_error(ErrorCode::invalid_argument, "mul_mat: {} has ne0 = {}, not a multiple of the {} block",
                         w.name, k, dtype_name(w.dtype));
     }
+    if (w.layout != RowLayout::ggml && w.layout != RowLayout::q4_0x16) {
+      return make_error(ErrorCode::invalid_argument, "mul_mat: {} is repacked as {}, which only the expert down reads",
+                        w.name, row_layout_name(w.layout));
+    }
     cpu::GemvFn gemv = nullptr;
     cpu::GemmFn gemm = nullptr;
     switch (w.dtype) {
@@ -115,8 +119,8 @@ class FastOps final : public ForwardOps {
   Status get_rows(const TensorView& w, const int32_t* ids, int64_t m, float* y) override {
     const int64_t k = w.ne[0];
     if (w.layout != RowLayout::ggml) {
-      return make_error(ErrorCode::invalid_argument, "get_rows: {} is repacked as q4_0x16 (only mul_mat reads it)",
-                        w.name);
+      return make_error(ErrorCode::invalid_argument, "get_rows: {} is repacked as {} (get_rows reads ggml rows)",
+                        w.name, row_layout_name(w.layout));
     }
     for (int64_t i = 0; i < m; ++i) {
       if (ids[i] < 0 || ids[i] >= w.ne[1]) {

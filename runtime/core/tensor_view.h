@@ -16,10 +16,14 @@
 namespace tandem {
 
 // How each row's bytes are laid out: as ggml (and the file) has them, or repacked for the CPU
-// kernels: q4_0x16 (cpu/quants.h; dtype stays q4_0, row size unchanged, ne0 % 512 == 0), made
-// by runtime/convert.h repack_for_cpu. Only the fast CPU ops (make_fast_cpu_ops on a table with
+// kernels by runtime/convert.h repack_for_cpu (dtype stays q4_0, row size unchanged; formats in
+// cpu/quants.h): q4_0x16 (rows that are dotted with activations, ne0 % 512 == 0) and q4_0_split
+// (transposed expert down rows). Only the fast CPU ops (make_fast_cpu_ops on a table with
 // prefer_q4_0x16) read repacked rows; other readers reject them.
-enum class RowLayout : uint8_t { ggml, q4_0x16 };
+enum class RowLayout : uint8_t { ggml, q4_0x16, q4_0_split };
+inline const char* row_layout_name(RowLayout l) {
+  return l == RowLayout::ggml ? "ggml" : l == RowLayout::q4_0x16 ? "q4_0x16" : "q4_0_split";
+}
 
 struct TensorView {
   const void* data = nullptr;
