@@ -273,7 +273,7 @@ struct FfnSet {
   std::unique_ptr<Arena> gate[3], up, down;  // gate per inactivity level 0 / 60 / 80 %
   std::unique_ptr<Arena> updown;               // up and down rows of each neuron side by side (the CPU repack)
   // The CPU repack as `tandem run` makes it on a table that prefers q4_0x16: gate rows as
-  // q4_0x16, and updown with its up rows as q4_0x16 (down rows unchanged).
+  // q4_0x16, and updown with its up rows as q4_0x16 and its down rows as q4_0_split.
   std::unique_ptr<Arena> gate_x16[3], updown_x16;
 };
 
@@ -318,7 +318,7 @@ FfnSet& ffn_set(int64_t n_embd, int64_t n_ff) {
     s.updown_x16 = std::make_unique<Arena>(2 * s.mat * static_cast<size_t>(s.n_expert), true);
     for (size_t r = 0; r < rows; ++r) {
       repack_row_q4_0x16(s.up->data + r * rb, s.updown_x16->data + 2 * r * rb, n_embd);
-      std::memcpy(s.updown_x16->data + (2 * r + 1) * rb, s.down->data + r * rb, rb);
+      repack_row_q4_0_split(s.down->data + r * rb, s.updown_x16->data + (2 * r + 1) * rb, n_embd);
     }
   }
   return s;
@@ -353,6 +353,7 @@ void BM_expert_ffn(benchmark::State& state, const KernelTable* kt, int64_t n_emb
       if (x16) {
         w.gate.data = s.gate_x16[level]->data + off;
         w.gate.layout = w.up.layout = RowLayout::q4_0x16;
+        w.down.layout = RowLayout::q4_0_split;
       }
       w.up.data = ud + 2 * off;
       w.down.data = ud + 2 * off + rb;
@@ -459,19 +460,28 @@ void BM_up_pairs(benchmark::State& state, const KernelTable* kt, int pct) {
 // One thread, the transposed down of one 4b neuron chunk for one token: 26 of its 64 rows
 // (60% inactive) x 1536 columns, q4_0, in L1/L2 (down_rows: 8-bit coefficients, integer dots).
 // GB/s of the rows read, beside the q4_0 GEMV's rate on hot rows (the same bytes per weight).
-void BM_down_rows_hot(benchmark::State& state, const KernelTable* kt) {
+// split: the rows repacked as q4_0_split (down_rows_q4_0_split).
+void BM_down_rows_hot(benchmark::State& state, const KernelTable* kt, bool split) {
   const int64_t rows = 64, k = 1536;
   const size_t rb = dtype_row_size(DType::q4_0, k);
   Arena w(rb * rows);
   uint64_t seed = 7;
   fill_rows(DType::q4_0, w.data, rows, k, seed, nullptr);
+  if (split) {
+    std::vector<uint8_t> row(rb);
+    for (int64_t r = 0; r < rows; ++r) {
+      std::memcpy(row.data(), w.data + r * rb, rb);
+      repack_row_q4_0_split(row.data(), w.data + r * rb, k);
+    }
+  }
+  const DownRowsFn down_rows = split ? kt->down_rows_q4_0_split : kt->down_rows_q4_0;
   std::vector<int32_t> idx;
   for (int32_t r = 0; r < rows && idx.size() < 26; ++r)
     if (splitmix(seed) % 64 < 28 || rows - r <= 26 - static_cast<int32_t>(idx.size())) idx.push_back(r);
   std::vector<float> a(static_cast<size_t>(rows)), y(static_cast<size_t>(k));
   for (auto& v : a) v = static_cast<float>(splitmix(seed) % 2000) / 1000.0f - 1.0f;
   for (auto _ : state) {
-    kt->down_rows_q4_0(k, static_cast<int64_t>(idx.size()), idx.data(), w.data, rb, a.data(), y.data());
+    down_rows(k, static_cast<int64_t>(idx.size()), idx.data(), w.data, rb, a.data(), y.data());
     benchmark::DoNotOptimize(y.data());
   }
   state.counters["rows"] = static_cast<double>(idx.size());
@@ -540,8 +550,13 @@ void register_all() {
           ->Unit(benchmark::kMicrosecond);
     }
     benchmark::RegisterBenchmark(("down_rows_q4_0" + sfx + "/hot_l2_26of64x1536_1thread").c_str(), BM_down_rows_hot,
-                                 kt)
+                                 kt, false)
         ->Unit(benchmark::kMicrosecond);
+    if (kt->prefer_q4_0x16) {
+      benchmark::RegisterBenchmark(("down_rows_q4_0_split" + sfx + "/hot_l2_26of64x1536_1thread").c_str(),
+                                   BM_down_rows_hot, kt, true)
+          ->Unit(benchmark::kMicrosecond);
+    }
     for (int pct : {100, 40}) {
       benchmark::RegisterBenchmark(("up_batch_q4_0_q8_0" + sfx + "/hot_l2_64x1536_16tok_1thread/" +
                                     (pct >= 100 ? std::string("gemm_rows_all_pairs") :
@@ -571,7 +586,8 @@ void register_all() {
             reg("expert_ffn_sparse" + base + lv + tail, BM_expert_ffn, kt, sh.n_embd, sh.n_ff, layout, FfnMode::sparse,
                 level, n_tok, false);
             // Beside it, the same expert repacked as `tandem run` does by default: up and down rows
-            // side by side, and where the table prefers it gate and up rows as q4_0x16.
+            // side by side, and where the table prefers it gate and up rows as q4_0x16 and down
+            // rows as q4_0_split.
             if (layout == DownLayout::transposed) {
               reg("expert_ffn_sparse" + base + "_repacked" + lv + tail, BM_expert_ffn, kt, sh.n_embd, sh.n_ff, layout,
                   FfnMode::sparse, level, n_tok, true);
