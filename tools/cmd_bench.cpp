@@ -190,8 +190,9 @@ const CommandRegistration reg{
                      "run --no-mmap`); comma list (llama-bench's -mmp)")
           ->capture_default_str();
       sub.add_option("--repack", c->repack,
-                     "1: the cpu placement repacks each neuron's expert up and down rows side by side at load "
-                     "(default, `tandem run`); 0: the file's layout (`tandem run --no-repack`); comma list")
+                     "1: the cpu placement repacks the weights at load (default, `tandem run`: expert up and down "
+                     "rows side by side, and q4_0x16 / q4_0_split with the AVX-512 kernels); 0: the file's layout "
+                     "(`tandem run --no-repack`); comma list")
           ->capture_default_str();
       sub.add_option("--cpu-ops", c->cpu_ops, "fast (SIMD kernel table) | plain")->capture_default_str();
       sub.add_option("--cache-type-k", c->cache_type, "KV cache type: f16 | f32")->capture_default_str();

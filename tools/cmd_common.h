@@ -85,14 +85,16 @@ inline void add_model_options(CLI::App& sub, CommonOptions& o, bool with_trace =
                "--transpose-down IN OUT` once); a no-op on a file already transposed");
   sub.add_flag("--no-mmap", o.no_mmap,
                "read the model into memory (anonymous, transparent huge pages) instead of mapping it, as llama.cpp's"
-               " --no-mmap: slower start and all of it resident, but fewer TLB misses on the weights (4b q4_0 genera"
-               "tion +10-25% on a 2-core Zen 4, bench/RESULTS.md). Not with --mem-limit or a plan's storage tier (st"
-               "reaming needs the mapping)");
+               " --no-mmap: slower start and all of it resident, but fewer TLB misses on the weights. The cpu placeme"
+               "nt's repack (see --no-repack) already puts the weights it rewrites in huge pages and is skipped with "
+               "--no-mmap, so there it no longer helps (bench/RESULTS.md, session 8). Not with --mem-limit or a plan"
+               "'s storage tier (streaming needs the mapping)");
   sub.add_flag("--no-repack", o.no_repack,
-               "keep the file's layout of the experts' up and down rows on the cpu placement. By default a "
-               "transposed-down model mapped from its file gets each neuron's up and down rows side by side in memory "
-               "at load (the file is not changed; same results, one contiguous read per active neuron; bench/RESULTS.md)."
-               " Skipped anyway with --no-mmap or --transpose-down");
+               "keep the file's layout of the weights on the cpu placement. By default a model mapped from its file "
+               "is repacked in memory at load, in transparent huge pages (the file is not changed; same results, "
+               "bench/RESULTS.md): each neuron's expert up and down rows side by side (transposed down: one contiguous "
+               "read per active neuron), and with the AVX-512 kernels the q4_0 matrices as q4_0x16 and the down rows "
+               "as q4_0_split (no byte shuffles in the kernels). Skipped anyway with --no-mmap or --transpose-down");
   sub.add_option("--cache-policy", o.cache_policy,
                  "replacement policy of the streamed experts' RAM cache: lru or frequency (LRFU with the profile's prior)")
       ->capture_default_str();
