@@ -302,7 +302,7 @@ FfnSet& ffn_set(int64_t n_embd, int64_t n_ff) {
   s.down = std::make_unique<Arena>(s.mat * static_cast<size_t>(s.n_expert));
   fill_rows(DType::q4_0, s.up->data, n_ff * s.n_expert, n_embd, seed, nullptr);
   fill_rows(DType::q4_0, s.down->data, n_ff * s.n_expert, n_embd, seed, nullptr);
-  // As runtime/convert.h repack_up_down_in_memory lays them out (same bytes per row).
+  // As runtime/convert.h repack_for_cpu lays them out without q4_0x16 (same bytes per row).
   s.updown = std::make_unique<Arena>(2 * s.mat * static_cast<size_t>(s.n_expert), true);
   const size_t rb = dtype_row_size(DType::q4_0, n_embd);
   for (int64_t r = 0; r < n_ff * s.n_expert; ++r) {
