@@ -392,7 +392,8 @@ void BM_expert_ffn(benchmark::State& state, const KernelTable* kt, int64_t n_emb
 // One 4b expert (3 x 648 KiB, in L2/L3) called again and again, transposed down: the FFN's
 // ceiling without DRAM. One thread (dense): the compute rate per core. The pool's threads
 // (level 1: 60% inactive): compute plus the fork-join and serial parts of one call.
-void BM_expert_ffn_hot(benchmark::State& state, const KernelTable* kt, bool pool, int level) {
+// repacked: as `tandem run` lays the expert out on this table (FfnSet::updown / updown_x16).
+void BM_expert_ffn_hot(benchmark::State& state, const KernelTable* kt, bool pool, int level, bool repacked) {
   FfnSet& s = ffn_set(1536, 768);
   const int64_t d = s.n_embd, f = s.n_ff;
   std::vector<float> x(static_cast<size_t>(d)), acc(x.size(), 0.0f), rw(1, 0.5f);
@@ -403,6 +404,20 @@ void BM_expert_ffn_hot(benchmark::State& state, const KernelTable* kt, bool pool
   w.up = TensorView::contiguous(s.up->data, DType::q4_0, {d, f, 1, 1});
   w.down = TensorView::contiguous(s.down->data, DType::q4_0, {d, f, 1, 1});
   w.down_layout = DownLayout::transposed;
+  if (repacked) {
+    const size_t rb = w.up.row_size();
+    const bool x16 = kt->prefer_q4_0x16 && s.updown_x16;
+    const uint8_t* ud = (x16 ? s.updown_x16 : s.updown)->data;
+    if (x16) {
+      w.gate.data = s.gate_x16[level]->data;
+      w.gate.layout = w.up.layout = RowLayout::q4_0x16;
+      w.down.layout = RowLayout::q4_0_split;
+    }
+    w.up.data = ud;
+    w.down.data = ud + rb;
+    w.up.nb[1] = w.down.nb[1] = 2 * rb;
+    w.up.nb[2] = w.down.nb[2] = w.up.nb[3] = w.down.nb[3] = 2 * rb * static_cast<size_t>(f);
+  }
   ExpertFfnWorkspace ws;
   ExpertFfnStats st;
   SerialRunner serial;
@@ -566,12 +581,16 @@ void register_all() {
           ->Unit(benchmark::kMicrosecond);
     }
     benchmark::RegisterBenchmark(("expert_ffn_dense_q4_0" + sfx + "/hot_l3_4b_down_transposed_1thread").c_str(),
-                                 BM_expert_ffn_hot, kt, false, 0)
+                                 BM_expert_ffn_hot, kt, false, 0, false)
         ->Unit(benchmark::kMicrosecond);
-    benchmark::RegisterBenchmark(("expert_ffn_sparse_q4_0" + sfx + "/hot_l3_4b_down_transposed/inactive_60/pool").c_str(),
-                                 BM_expert_ffn_hot, kt, true, 1)
-        ->Unit(benchmark::kMicrosecond)
-        ->UseRealTime();
+    for (bool rp : {false, true}) {
+      benchmark::RegisterBenchmark(("expert_ffn_sparse_q4_0" + sfx + "/hot_l3_4b_down_transposed" +
+                                    (rp ? "_repacked" : "") + "/inactive_60/pool")
+                                       .c_str(),
+                                   BM_expert_ffn_hot, kt, true, 1, rp)
+          ->Unit(benchmark::kMicrosecond)
+          ->UseRealTime();
+    }
     for (const Shape& sh : shapes) {
       for (DownLayout layout : {DownLayout::transposed, DownLayout::standard}) {
         if (sh.n_embd != 1536 && layout == DownLayout::standard) continue;
