@@ -151,6 +151,17 @@ void report(benchmark::State& state, double bytes, double seconds, double bytes_
   state.counters["pct_probe"] = 100.0 * bytes_per_call / best_seconds / 1e9 / g_probe_gbs;
 }
 
+// Rewrites n_rows contiguous rows of k q4_0 weights in place with a cpu/quants.h repack
+// (repack_row_q4_0x16 or repack_row_q4_0_split: the same bytes per row).
+void repack_in_place(uint8_t* p, int64_t n_rows, int64_t k, void (*repack)(const void*, void*, int64_t)) {
+  const size_t rb = dtype_row_size(DType::q4_0, k);
+  std::vector<uint8_t> row(rb);
+  for (int64_t r = 0; r < n_rows; ++r) {
+    std::memcpy(row.data(), p + static_cast<size_t>(r) * rb, rb);
+    repack(row.data(), p + static_cast<size_t>(r) * rb, k);
+  }
+}
+
 // ---- gemv / gemm ----
 
 struct MatSet {
@@ -170,14 +181,7 @@ MatSet& mat_set(DType d, int64_t rows, int64_t k, bool x16 = false) {
     s.arena = std::make_unique<Arena>(s.mat * static_cast<size_t>(s.n_mats));
     uint64_t seed = 1;
     fill_rows(d, s.arena->data, rows * s.n_mats, k, seed, nullptr);
-    if (x16) {
-      std::vector<uint8_t> row(rb);
-      for (int64_t r = 0; r < rows * s.n_mats; ++r) {
-        uint8_t* p = s.arena->data + static_cast<size_t>(r) * rb;
-        std::memcpy(row.data(), p, rb);
-        repack_row_q4_0x16(row.data(), p, k);
-      }
-    }
+    if (x16) repack_in_place(s.arena->data, rows * s.n_mats, k, repack_row_q4_0x16);
   }
   return s;
 }
@@ -243,13 +247,7 @@ void BM_gemv_q4_0_hot(benchmark::State& state, const KernelTable* kt, bool x16) 
   Arena a(rb * rows);
   uint64_t seed = 5;
   fill_rows(DType::q4_0, a.data, rows, k, seed, nullptr);
-  if (x16) {
-    std::vector<uint8_t> row(rb);
-    for (int64_t r = 0; r < rows; ++r) {
-      std::memcpy(row.data(), a.data + r * rb, rb);
-      repack_row_q4_0x16(row.data(), a.data + r * rb, k);
-    }
-  }
+  if (x16) repack_in_place(a.data, rows, k, repack_row_q4_0x16);
   const GemvFn gemv = x16 ? kt->gemv_q4_0x16_q8_0 : kt->gemv_q4_0_q8_0;
   std::vector<float> x(static_cast<size_t>(k), 0.5f), y(static_cast<size_t>(rows));
   std::vector<uint8_t> xq(dtype_row_size(DType::q8_0, k));
@@ -482,13 +480,7 @@ void BM_down_rows_hot(benchmark::State& state, const KernelTable* kt, bool split
   Arena w(rb * rows);
   uint64_t seed = 7;
   fill_rows(DType::q4_0, w.data, rows, k, seed, nullptr);
-  if (split) {
-    std::vector<uint8_t> row(rb);
-    for (int64_t r = 0; r < rows; ++r) {
-      std::memcpy(row.data(), w.data + r * rb, rb);
-      repack_row_q4_0_split(row.data(), w.data + r * rb, k);
-    }
-  }
+  if (split) repack_in_place(w.data, rows, k, repack_row_q4_0_split);
   const DownRowsFn down_rows = split ? kt->down_rows_q4_0_split : kt->down_rows_q4_0;
   std::vector<int32_t> idx;
   for (int32_t r = 0; r < rows && idx.size() < 26; ++r)

@@ -288,6 +288,23 @@ struct Avx512 {
     }
   }
 
+  // One row's unit (W: the 8 nibble registers of q4u lanes, dw: its 16 scales) against NT
+  // tokens' unit u: eight vpdpbusd from the correction (two chains of four), one convert and
+  // one fma with d_w * d_x per token. q4_tiles and q4x16_tiles share it, so their bits agree.
+  template <int NT>
+  static void q4u_tokens(const __m512i (&W)[8], __m512 dw, const PrepQ4* const* xp, int64_t u, __m512 (&acc)[NT]) {
+    for (int t = 0; t < NT; ++t) {
+      const PrepQ4& x = xp[t][u];
+      __m512i s0 = _mm512_load_si512(x.corr), s1 = _mm512_setzero_si512();
+      for (int g = 0; g < 4; ++g) {
+        s0 = _mm512_dpbusd_epi32(s0, W[g], _mm512_load_si512(x.qs[g]));
+        s1 = _mm512_dpbusd_epi32(s1, W[4 + g], _mm512_load_si512(x.qs[4 + g]));
+      }
+      const __m512i s = _mm512_add_epi32(s0, s1);
+      acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, _mm512_load_ps(x.dx)), acc[t]);
+    }
+  }
+
   template <int NR, int NT>
   static void q4_tiles(int64_t nb, const uint8_t* const* w, const uint8_t* const* pf, const PrepQ4* const* xp,
                        __m512 (&acc)[NR][NT]) {
@@ -329,16 +346,7 @@ struct Avx512 {
           W[q] = _mm512_and_si512(v, m4);
           W[4 + q] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
         }
-        for (int t = 0; t < NT; ++t) {
-          const PrepQ4& x = xp[t][u];
-          __m512i s0 = _mm512_load_si512(x.corr), s1 = _mm512_setzero_si512();
-          for (int g = 0; g < 4; ++g) {
-            s0 = _mm512_dpbusd_epi32(s0, W[g], _mm512_load_si512(x.qs[g]));
-            s1 = _mm512_dpbusd_epi32(s1, W[4 + g], _mm512_load_si512(x.qs[4 + g]));
-          }
-          const __m512i s = _mm512_add_epi32(s0, s1);
-          acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, _mm512_load_ps(x.dx)), acc[r][t]);
-        }
+        q4u_tokens<NT>(W, dw, xp, u, acc[r]);
       }
     }
   }
@@ -365,16 +373,7 @@ struct Avx512 {
           W[q] = _mm512_and_si512(v, m4);
           W[4 + q] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
         }
-        for (int t = 0; t < NT; ++t) {
-          const PrepQ4& x = xp[t][u];
-          __m512i s0 = _mm512_load_si512(x.corr), s1 = _mm512_setzero_si512();
-          for (int g = 0; g < 4; ++g) {
-            s0 = _mm512_dpbusd_epi32(s0, W[g], _mm512_load_si512(x.qs[g]));
-            s1 = _mm512_dpbusd_epi32(s1, W[4 + g], _mm512_load_si512(x.qs[4 + g]));
-          }
-          const __m512i s = _mm512_add_epi32(s0, s1);
-          acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, _mm512_load_ps(x.dx)), acc[r][t]);
-        }
+        q4u_tokens<NT>(W, dw, xp, u, acc[r]);
       }
     }
   }
