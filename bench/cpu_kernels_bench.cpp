@@ -6,7 +6,9 @@
 // 32 experts, vocab 151936; 21b n_embd 2560, n_ff_exp 768, 64 experts):
 //   * gemv (1 token) for q4_0, q8_0, f16, bf16, f32 weights, and q4_0 gemm (8 tokens);
 //   * one expert's FFN (cpu/expert_ffn.h), dense and ReLU-sparse at 60% / 80% inactive
-//     neurons, both down layouts, 1 token and 8 tokens sharing the weight reads.
+//     neurons, both down layouts, 1 token and 8 tokens sharing the weight reads;
+//   * that expert's reads alone (expert_reads_only, AVX-512 tables): the sparse call's bytes in
+//     its order without the arithmetic, the memory system's ceiling for this access pattern.
 // Weights rotate through >= 256 MiB so every call streams from DRAM, as cold experts do.
 // Rows are split over the thread pool in fixed 64-row chunks (as the runtime does).
 // Each row reports
@@ -387,6 +389,73 @@ void BM_expert_ffn(benchmark::State& state, const KernelTable* kt, int64_t n_emb
   }
 }
 
+// The sparse expert's reads alone: one 4b expert per call as `tandem run` lays it out on a
+// table that prefers q4_0x16 (FfnSet::gate_x16, updown_x16), rotating through the experts like
+// BM_expert_ffn, in its 12 neuron chunks on the pool: each chunk reads its gate rows, then
+// prefetches and reads the up and down rows of the neurons expert_ffn finds active for the
+// same input (found once, outside the timing). The same bytes in the same order without the
+// arithmetic: how near the probe the memory system serves this pattern, beside how near the
+// whole call gets.
+void BM_expert_reads_only(benchmark::State& state, const KernelTable* kt, int level) {
+  FfnSet& s = ffn_set(1536, 768);
+  const int64_t d = s.n_embd, f = s.n_ff, n_chunk = f / k_ffn_chunk;
+  static std::map<int, std::vector<std::vector<uint8_t>>> active_by_level;
+  auto& act = active_by_level[level];
+  if (act.empty()) {
+    std::vector<float> x(static_cast<size_t>(d)), acc(x.size(), 0.0f), rw(1, 0.5f);
+    uint64_t seed = 4;
+    for (auto& v : x) v = 0.1f + static_cast<float>(splitmix(seed) % 900) / 1000.0f;  // as BM_expert_ffn
+    ExpertFfnWorkspace ws;
+    SerialRunner serial;
+    for (int64_t e = 0; e < s.n_expert; ++e) {
+      ExpertFfnWeights w;
+      const size_t off = static_cast<size_t>(e) * s.mat;
+      w.gate = TensorView::contiguous(s.gate[level]->data + off, DType::q4_0, {d, f, 1, 1});
+      w.up = TensorView::contiguous(s.up->data + off, DType::q4_0, {d, f, 1, 1});
+      w.down = TensorView::contiguous(s.down->data + off, DType::q4_0, {d, f, 1, 1});
+      w.down_layout = DownLayout::transposed;
+      const Status st =
+          expert_ffn(*kt, w, FfnMode::sparse, ExpertFfnBatch{x.data(), d, 1, rw.data(), acc.data(), d}, ws, serial);
+      if (!st.ok()) {
+        state.SkipWithError(st.message().c_str());
+        return;
+      }
+      act.push_back(ws.active);
+    }
+  }
+  const ReadSumFn sum = read_sum_for(best_isa());
+  const size_t rb = dtype_row_size(DType::q4_0, d), chunk_gate = static_cast<size_t>(k_ffn_chunk) * rb;
+  std::vector<uint64_t> sink(static_cast<size_t>(n_chunk));
+  int64_t e = 0;
+  double best = 1e30, bytes = 0;
+  for (auto _ : state) {
+    const size_t off = static_cast<size_t>(e) * s.mat;
+    const uint8_t* gate = s.gate_x16[level]->data + off;
+    const uint8_t* ud = s.updown_x16->data + 2 * off;
+    const std::vector<uint8_t>& on = act[static_cast<size_t>(e)];
+    e = (e + 1) % s.n_expert;
+    const auto t0 = Clock::now();
+    g_pool->parallel_for(n_chunk, [&](int64_t c) {
+      uint64_t v = sum(reinterpret_cast<const uint64_t*>(gate + static_cast<size_t>(c) * chunk_gate), chunk_gate / 8);
+      const int64_t j0 = c * k_ffn_chunk;
+      for (int64_t j = j0; j < j0 + k_ffn_chunk; ++j)  // as expert_ffn asks for its active rows
+        if (on[static_cast<size_t>(j)]) {
+          for (size_t o = 0; o < 2 * rb; o += 64) __builtin_prefetch(ud + 2 * rb * static_cast<size_t>(j) + o, 0, 2);
+        }
+      for (int64_t j = j0; j < j0 + k_ffn_chunk; ++j)
+        if (on[static_cast<size_t>(j)]) v += sum(reinterpret_cast<const uint64_t*>(ud + 2 * rb * static_cast<size_t>(j)), 2 * rb / 8);
+      sink[static_cast<size_t>(c)] = v;
+    });
+    best = std::min(best, std::chrono::duration<double>(Clock::now() - t0).count());
+    benchmark::DoNotOptimize(sink.data());
+    const auto n_on = static_cast<double>(std::count(on.begin(), on.end(), uint8_t{1}));
+    bytes = static_cast<double>(s.mat) + n_on * 2.0 * static_cast<double>(rb);  // gate + active (up + down) rows
+  }
+  state.counters["best_GB/s"] = bytes / best / 1e9;
+  state.counters["pct_probe"] = 100.0 * bytes / best / 1e9 / g_probe_gbs;
+  state.counters["best_us"] = 1e6 * best;
+}
+
 // One 4b expert (3 x 648 KiB, in L2/L3) called again and again, transposed down: the FFN's
 // ceiling without DRAM. One thread (dense): the compute rate per core. The pool's threads
 // (level 1: 60% inactive): compute plus the fork-join and serial parts of one call.
@@ -582,6 +651,16 @@ void register_all() {
                                    BM_expert_ffn_hot, kt, true, 1, rp)
           ->Unit(benchmark::kMicrosecond)
           ->UseRealTime();
+    }
+    if (kt->prefer_q4_0x16) {
+      for (int level : {1, 2}) {
+        benchmark::RegisterBenchmark(("expert_reads_only" + sfx + "/4b_down_transposed_repacked/inactive_" +
+                                      std::to_string(static_cast<int>(k_inactive[level] * 100)) + "/n_tok_1")
+                                         .c_str(),
+                                     BM_expert_reads_only, kt, level)
+            ->Unit(benchmark::kMicrosecond)
+            ->UseRealTime();
+      }
     }
     for (const Shape& sh : shapes) {
       for (DownLayout layout : {DownLayout::transposed, DownLayout::standard}) {

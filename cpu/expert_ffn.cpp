@@ -201,10 +201,9 @@ Status expert_ffn(const KernelTable& kt, const ExpertFfnWeights& w, FfnMode mode
     // y = part_0 + part_1 + ... (chunk order), then acc += route_w * y.
     float* y = ws.y.data();
     std::copy_n(ws.part.data(), n_embd, y);
-    for (int64_t c = 1; c < n_chunk; ++c) {
-      const float* p = ws.part.data() + c * n_embd;
-      for (int64_t i = 0; i < n_embd; ++i) y[i] += p[i];
-    }
+    // y += 1 * part_c: an exact product, so the same bits as y += part_c, at the table's width.
+    const float one = 1.0f;
+    for (int64_t c = 1; c < n_chunk; ++c) kt.axpy_f32(n_embd, 1, &one, ws.part.data() + c * n_embd, y, 0);
     const float rw = b.route_w[0];
     for (int64_t i = 0; i < n_embd; ++i) b.acc[i] += rw * y[i];
   } else if (transposed) {
@@ -220,7 +219,8 @@ Status expert_ffn(const KernelTable& kt, const ExpertFfnWeights& w, FfnMode mode
           rows[n++] = static_cast<int32_t>(c * k_ffn_chunk + __builtin_ctzll(m));
         down_rows(n_embd, n, rows, down, w.down.nb[1], ws.a.data() + t * n_ff, c == 0 ? y : part_buf.data());
         if (c > 0) {
-          for (int64_t i = 0; i < n_embd; ++i) y[i] += part_buf[static_cast<size_t>(i)];
+          const float one = 1.0f;  // y += part, as above
+          kt.axpy_f32(n_embd, 1, &one, part_buf.data(), y, 0);
         }
       }
       float* acc = b.acc + t * b.acc_stride;

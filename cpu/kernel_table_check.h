@@ -655,6 +655,57 @@ inline void check_q4_0x16(const KernelTable& fast, const KernelTable& ref, Repor
   }
 }
 
+// The prepared activations a kernel keeps from its previous call (cpu/kernels/glue.h) must
+// follow the bytes at x, not its address: one buffer is refilled between calls (new values,
+// then one scale of the last block made large), and each call must match the reference on
+// what the buffer holds then. Also q4_0x16 rows, whose prepared form differs from q4_0's.
+inline void check_activation_reuse(const KernelTable& fast, const KernelTable& ref, Report& rep, uint64_t seed) {
+  Rng rng(seed);
+  const int64_t k = 1536, rows = 5;
+  for (DType d : {DType::q4_0, DType::q8_0}) {
+    for (bool x16 : {false, true}) {
+      if (x16 && (d != DType::q4_0 || fast.gemm_q4_0x16_q8_0 == nullptr)) continue;
+      const size_t rb = row_bytes(d, k);
+      Buf w(rb * rows, 0), wx(rb * rows, 0);
+      for (int64_t r = 0; r < rows; ++r) {
+        fill_row(d, k, w.data() + r * rb, rng);
+        if (x16) repack_row_q4_0x16(w.data() + r * rb, wx.data() + r * rb, k);
+      }
+      for (int64_t n_tok : {1, 3}) {
+        const size_t xrb = row_bytes(DType::q8_0, k);
+        Buf x(xrb * static_cast<size_t>(n_tok), 0);
+        std::vector<float> xf(static_cast<size_t>(k));
+        for (int round = 0; round < 3; ++round) {
+          if (round < 2) {
+            for (int64_t t = 0; t < n_tok; ++t) {
+              for (auto& v : xf) v = rng.uniform(-1.0f, 1.0f);
+              ref.quantize_row_q8_0(xf.data(), x.data() + t * xrb, k);
+            }
+          } else {
+            const uint16_t big = fp32_to_fp16(50.0f);  // last token, last block's scale
+            std::memcpy(x.data() + (n_tok - 1) * xrb + xrb - sizeof(block_q8_0), &big, 2);
+          }
+          std::vector<float> want(static_cast<size_t>(rows * n_tok)), got(want.size(), NAN);
+          gemm_of(ref, d)(k, rows, w.data(), rb, x.data(), xrb, n_tok, want.data(), rows);
+          (x16 ? fast.gemm_q4_0x16_q8_0 : gemm_of(fast, d))(k, rows, (x16 ? wx : w).data(), rb, x.data(), xrb, n_tok,
+                                                           got.data(), rows);
+          for (int64_t t = 0; t < n_tok; ++t) {
+            for (int64_t r = 0; r < rows; ++r) {
+              const double bound = (k / 32 + 4) * k_u * abs_terms(d, k, w.data() + r * rb, x.data() + t * xrb) + 1e-30;
+              ++rep.checks;
+              if (!(std::fabs(static_cast<double>(got[t * rows + r]) - want[t * rows + r]) <= bound)) {
+                rep.fail(where(fast, x16 ? "gemm(reused x, q4_0x16 rows)" : "gemm(reused x)", d, k, rows, n_tok, r, t) +
+                         " round " + std::to_string(round) + ": got " + std::to_string(got[t * rows + r]) + " want " +
+                         std::to_string(want[t * rows + r]));
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
 inline Report check_table(const KernelTable& fast, const KernelTable& ref, uint64_t seed = 1) {
   Report rep;
   check_quantize(fast, ref, rep, seed);
@@ -664,6 +715,7 @@ inline Report check_table(const KernelTable& fast, const KernelTable& ref, uint6
   for (DType d : {DType::q4_0, DType::q8_0}) check_down_rows(fast, ref, d, rep, seed + 270);
   for (DType d : {DType::q4_0, DType::q8_0}) check_down_rows_ties(fast, d, rep);
   check_q4_0x16(fast, ref, rep, seed + 280);
+  check_activation_reuse(fast, ref, rep, seed + 285);
   check_down_rows_split(fast, ref, rep, seed + 290);
   check_elementwise(fast, ref, rep, seed + 300);
   return rep;

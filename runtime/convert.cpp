@@ -246,11 +246,18 @@ Status repack_x16(CpuRepack& r, TensorView& t, bool drop_source) {
   TANDEM_ASSIGN_OR_RETURN(uint8_t* dst, alloc_repack(r, t.nbytes(), t));
   const size_t rb = t.row_size();
   const auto* src = static_cast<const uint8_t*>(t.data);
-  tbb::parallel_for(tbb::blocked_range<int64_t>(0, t.nrows(), 1024), [&](const tbb::blocked_range<int64_t>& range) {
-    for (int64_t i = range.begin(); i < range.end(); ++i)
-      cpu::repack_row_q4_0x16(src + static_cast<size_t>(i) * rb, dst + static_cast<size_t>(i) * rb, t.ne[0]);
-  });
-  if (drop_source) drop_pages(t.data, t.nbytes());
+  // In slices of about 16 MiB, each slice's source dropped once it is copied: a large tensor
+  // (a tied token_embd, 131 MB at the 4b shapes) then never has both copies resident.
+  const int64_t n = t.nrows(), slice = std::max<int64_t>(1024, static_cast<int64_t>((size_t{16} << 20) / rb));
+  for (int64_t s0 = 0; s0 < n; s0 += slice) {
+    const int64_t s1 = std::min(n, s0 + slice);
+    tbb::parallel_for(tbb::blocked_range<int64_t>(s0, s1, 1024), [&](const tbb::blocked_range<int64_t>& range) {
+      for (int64_t i = range.begin(); i < range.end(); ++i)
+        cpu::repack_row_q4_0x16(src + static_cast<size_t>(i) * rb, dst + static_cast<size_t>(i) * rb, t.ne[0]);
+    });
+    if (drop_source) drop_pages(src + static_cast<size_t>(s0) * rb, static_cast<size_t>(s1 - s0) * rb);
+  }
+  if (drop_source) drop_pages(t.data, t.nbytes());  // the pages the slices' edges shared
   t.data = dst;
   t.layout = RowLayout::q4_0x16;
   ++r.n_q4_0x16;
@@ -321,7 +328,14 @@ Result<std::unique_ptr<CpuRepack>> repack_for_cpu(const ModelShape& shape, const
     ++r->n_layers;
   }
   TensorView& out = r->weights.output;
-  if (options.q4_0x16 && out.data != weights.token_embd.data && x16_ok(out)) {
+  TensorView& embd = r->weights.token_embd;
+  if (options.q4_0x16 && out.data == embd.data) {
+    // Tied: one copy serves both, the head's GEMV and get_rows (which unpacks each row).
+    if (x16_ok(embd)) {
+      TANDEM_RETURN_IF_ERROR(repack_x16(*r, embd, drop));
+      out = embd;
+    }
+  } else if (options.q4_0x16 && x16_ok(out)) {
     TANDEM_RETURN_IF_ERROR(repack_x16(*r, out, drop));
   }
   return r;

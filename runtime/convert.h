@@ -87,8 +87,9 @@ Result<std::unique_ptr<TransposedDown>> transpose_down_in_memory(const Model& mo
 //   are (so is a standard-layout model's down: its rows are not per neuron).
 // * q4_0x16 (options.q4_0x16; pass the kernel table's prefer_q4_0x16): every q4_0 matrix the
 //   CPU multiplies by activations with ne0 % 512 == 0 and contiguous rows (attn_q, attn_k,
-//   attn_v, attn_output, ffn_gate_exps, ffn_up_exps, and output unless it is token_embd, which
-//   get_rows reads) gets its rows rewritten as cpu/quants.h q4_0x16 (TensorView::layout), the
+//   attn_v, attn_output, ffn_gate_exps, ffn_up_exps, and output; a tied output is token_embd,
+//   which is then repacked once for both: the fast ops' get_rows unpacks its rows) gets its rows
+//   rewritten as cpu/quants.h q4_0x16 (TensorView::layout), the
 //   same size; the AVX-512 kernels then need no byte permutes. The q4_0 down rows laid side by
 //   side are written as q4_0_split (quants, then scales: down_rows needs no byte permutes
 //   either). Results are bit-identical (the kernels' contract, kernel_table.h).

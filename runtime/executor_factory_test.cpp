@@ -537,22 +537,24 @@ TEST_CASE("make_executor: the cpu repack of expert up/down rows gives the same b
 }
 
 // q4_0x16 and q4_0_split (runtime/convert.h repack_for_cpu): a model whose rows are multiples
-// of 512 elements (n_embd 512, 4 heads of 128), untied output. Rows unpack to the source bytes;
-// the fast ops give the bits of the unrepacked model for a prompt (token tiles) and for
+// of 512 elements (n_embd 512, 4 heads of 128), transposed and standard down, untied and tied
+// output (a tied token_embd is repacked and get_rows unpacks it). Rows unpack to the source
+// bytes; the fast ops give the bits of the unrepacked model for a prompt (token tiles) and for
 // single-token steps (the gemv path), at 1 and 3 threads; the plain ops refuse repacked views
 // by name.
 TEST_CASE("make_executor: q4_0x16 and q4_0_split repacked weights give the same bits", "[executor][convert]") {
   test::TempDir dir;
-  for (bool transposed : {true, false}) {
-    INFO("transposed down " << transposed);
+  for (int variant = 0; variant < 3; ++variant) {
+    const bool transposed = variant != 1, tied = variant == 2;
+    INFO("transposed down " << transposed << ", tied output " << tied);
     MakeModelOptions mo;
     mo.n_embd = 512;
     mo.head_dim = 128;
     mo.n_head = 4;
     mo.n_head_kv = 2;
-    mo.tied = false;
+    mo.tied = tied;
     mo.transpose_down = transposed;
-    const auto path = dir / (transposed ? "x16t.gguf" : "x16s.gguf");
+    const auto path = dir / ("x16_" + std::to_string(variant) + ".gguf");
     auto model = testing::make_and_load(mo, path);
     REQUIRE(model.ok());
     const ModelShape& s = model->shape();
@@ -562,7 +564,7 @@ TEST_CASE("make_executor: q4_0x16 and q4_0_split repacked weights give the same 
     ro.q4_0x16 = true;
     auto rp = repack_for_cpu(s, src, ro);
     REQUIRE(rp.ok());
-    CHECK((*rp)->n_q4_0x16 == static_cast<int>(6 * s.n_layer + 1));  // q, k, v, output, gate, up; + output
+    CHECK((*rp)->n_q4_0x16 == static_cast<int>(6 * s.n_layer + 1));  // q, k, v, output, gate, up; + output or token_embd
     CHECK((*rp)->n_layers == (transposed ? static_cast<int>(s.n_layer) : 0));
     const LayerWeights& l0 = (*rp)->weights.layers[0];
     CHECK(l0.ffn_down_exps.layout == (transposed ? RowLayout::q4_0_split : RowLayout::ggml));
@@ -575,7 +577,10 @@ TEST_CASE("make_executor: q4_0x16 and q4_0_split repacked weights give the same 
         CHECK(std::equal(row.begin(), row.end(), src.layers[0].ffn_down_exps.row(down.ne[1] - 1, ex)));
       }
     }
-    CHECK((*rp)->weights.token_embd.layout == RowLayout::ggml);
+    // Tied: token_embd is repacked once and the output is the same view; untied, token_embd
+    // (read only by get_rows) keeps the file's rows.
+    CHECK((*rp)->weights.token_embd.layout == (tied ? RowLayout::q4_0x16 : RowLayout::ggml));
+    CHECK(((*rp)->weights.output.data == (*rp)->weights.token_embd.data) == tied);
     std::vector<uint8_t> back(l0.attn_q.row_size());
     using Pair = std::pair<const TensorView*, const TensorView*>;
     for (const auto& [repacked, source] : {Pair{&l0.attn_q, &src.layers[0].attn_q},

@@ -64,7 +64,8 @@ class ForwardOps {
   // where ggml would quantize x to q8_K.)
   virtual Status mul_mat(const TensorView& w, const float* x, int64_t m, float* y) = 0;
 
-  // y (m, K) = rows ids[0..m) of w (ne = [K, N]) converted to f32 (ggml get_rows).
+  // y (m, K) = rows ids[0..m) of w (ne = [K, N]) converted to f32 (ggml get_rows). Repacked
+  // views: the ops that reads_q4_0x16() take q4_0x16 rows (a tied token_embd); others refuse.
   virtual Status get_rows(const TensorView& w, const int32_t* ids, int64_t m, float* y) = 0;
 
   // y = x / sqrt(mean(x²) + eps) * weight, per row of n (ggml rms_norm then mul; sum in double).

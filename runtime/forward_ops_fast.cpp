@@ -118,9 +118,12 @@ class FastOps final : public ForwardOps {
 
   Status get_rows(const TensorView& w, const int32_t* ids, int64_t m, float* y) override {
     const int64_t k = w.ne[0];
-    if (w.layout != RowLayout::ggml) {
-      return make_error(ErrorCode::invalid_argument, "get_rows: {} is repacked as {} (get_rows reads ggml rows)",
-                        w.name, row_layout_name(w.layout));
+    // A q4_0x16 row (a tied token_embd repacked for the head's GEMV) is unpacked first.
+    const bool x16 = w.layout == RowLayout::q4_0x16 && w.dtype == DType::q4_0 && k % cpu::k_q4_0x16_elems == 0;
+    if (w.layout != RowLayout::ggml && !x16) {
+      return make_error(ErrorCode::invalid_argument,
+                        "get_rows: {} is repacked as {} (get_rows reads ggml rows and q4_0 rows as q4_0x16)", w.name,
+                        row_layout_name(w.layout));
     }
     for (int64_t i = 0; i < m; ++i) {
       if (ids[i] < 0 || ids[i] >= w.ne[1]) {
@@ -128,7 +131,15 @@ class FastOps final : public ForwardOps {
                           w.name, w.ne[1]);
       }
     }
-    for (int64_t i = 0; i < m; ++i) cpu::dequantize_row(w.dtype, w.row(ids[i]), y + i * k, k);
+    if (x16) {
+      row_.resize(w.row_size());
+      for (int64_t i = 0; i < m; ++i) {
+        cpu::unpack_row_q4_0x16(w.row(ids[i]), row_.data(), k);
+        cpu::dequantize_row(w.dtype, row_.data(), y + i * k, k);
+      }
+    } else {
+      for (int64_t i = 0; i < m; ++i) cpu::dequantize_row(w.dtype, w.row(ids[i]), y + i * k, k);
+    }
     counters_.weight_bytes += static_cast<uint64_t>(w.row_size()) * static_cast<uint64_t>(m);
     return Status::success();
   }
@@ -285,6 +296,7 @@ class FastOps final : public ForwardOps {
   ArenaRunner runner_;
   ForwardOpsCounters counters_;
   std::vector<uint8_t> xq_;
+  std::vector<uint8_t> row_;  // get_rows: one q4_0x16 row unpacked
   // One expert's share of a moe call: its rows gathered, its output rows, its counts.
   struct ExpertJob {
     std::vector<float> xe, acc, rw;

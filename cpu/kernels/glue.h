@@ -120,15 +120,28 @@ struct Glue {
   }
 
   // The n_tok q8_0 activation rows (xrb bytes apart) in I's Prep form, prep_units(nb) each,
-  // in this thread's scratch.
+  // in this thread's scratch. A call whose rows hold the same bytes as this thread's previous
+  // call for K (the same nb and n_tok) reuses its result: an expert's chunks and pieces all
+  // multiply the same activations, and comparing the bytes costs far less than preparing them.
   template <WKind K>
   static const std::vector<Prep<K>>& prepare_all(int64_t nb, const void* x, size_t xrb, int64_t n_tok) {
     const int64_t nu = I::template prep_units<K>(nb);
     std::vector<Prep<K>>& buf = prep_buffer<K>(static_cast<size_t>(nu * n_tok));
+    thread_local std::vector<uint8_t> last;  // the q8_0 rows buf was made from, back to back
+    thread_local int64_t last_nb = -1, last_n_tok = -1;
     const auto* xb = static_cast<const uint8_t*>(x);
+    const size_t rb = static_cast<size_t>(nb) * sizeof(block_q8_0);
+    bool same = last_nb == nb && last_n_tok == n_tok;
+    for (int64_t t = 0; same && t < n_tok; ++t)
+      same = std::memcmp(last.data() + static_cast<size_t>(t) * rb, xb + static_cast<size_t>(t) * xrb, rb) == 0;
+    if (same) return buf;
+    last.resize(rb * static_cast<size_t>(n_tok));
     for (int64_t t = 0; t < n_tok; ++t) {
+      std::memcpy(last.data() + static_cast<size_t>(t) * rb, xb + static_cast<size_t>(t) * xrb, rb);
       I::template prepare<K>(reinterpret_cast<const block_q8_0*>(xb + t * xrb), nb, buf.data() + t * nu, n_tok == 1);
     }
+    last_nb = nb;
+    last_n_tok = n_tok;
     return buf;
   }
 
