@@ -402,7 +402,8 @@ void BM_expert_reads_only(benchmark::State& state, const KernelTable* kt, int le
   static std::map<int, std::vector<std::vector<uint8_t>>> active_by_level;
   auto& act = active_by_level[level];
   if (act.empty()) {
-    std::vector<float> x(static_cast<size_t>(d)), acc(x.size(), 0.0f), rw(1, 0.5f);
+    std::vector<float> x(static_cast<size_t>(d)), acc(x.size(), 0.0f);
+    float rw = 0.5f;  // one token's routing weight
     uint64_t seed = 4;
     for (auto& v : x) v = 0.1f + static_cast<float>(splitmix(seed) % 900) / 1000.0f;  // as BM_expert_ffn
     ExpertFfnWorkspace ws;
@@ -415,7 +416,7 @@ void BM_expert_reads_only(benchmark::State& state, const KernelTable* kt, int le
       w.down = TensorView::contiguous(s.down->data + off, DType::q4_0, {d, f, 1, 1});
       w.down_layout = DownLayout::transposed;
       const Status st =
-          expert_ffn(*kt, w, FfnMode::sparse, ExpertFfnBatch{x.data(), d, 1, rw.data(), acc.data(), d}, ws, serial);
+          expert_ffn(*kt, w, FfnMode::sparse, ExpertFfnBatch{x.data(), d, 1, &rw, acc.data(), d}, ws, serial);
       if (!st.ok()) {
         state.SkipWithError(st.message().c_str());
         return;
@@ -463,7 +464,8 @@ void BM_expert_reads_only(benchmark::State& state, const KernelTable* kt, int le
 void BM_expert_ffn_hot(benchmark::State& state, const KernelTable* kt, bool pool, int level, bool repacked) {
   FfnSet& s = ffn_set(1536, 768);
   const int64_t d = s.n_embd, f = s.n_ff;
-  std::vector<float> x(static_cast<size_t>(d)), acc(x.size(), 0.0f), rw(1, 0.5f);
+  std::vector<float> x(static_cast<size_t>(d)), acc(x.size(), 0.0f);
+  float rw = 0.5f;  // one token's routing weight
   uint64_t seed = 4;
   for (auto& v : x) v = 0.1f + static_cast<float>(splitmix(seed) % 900) / 1000.0f;  // as BM_expert_ffn
   ExpertFfnWeights w;
@@ -492,7 +494,7 @@ void BM_expert_ffn_hot(benchmark::State& state, const KernelTable* kt, bool pool
   const FfnMode mode = level == 0 ? FfnMode::dense : FfnMode::sparse;
   for (auto _ : state) {
     const Status status =
-        expert_ffn(*kt, w, mode, ExpertFfnBatch{x.data(), d, 1, rw.data(), acc.data(), d}, ws, runner, &st);
+        expert_ffn(*kt, w, mode, ExpertFfnBatch{x.data(), d, 1, &rw, acc.data(), d}, ws, runner, &st);
     if (!status.ok()) {
       state.SkipWithError(status.message().c_str());
       return;
