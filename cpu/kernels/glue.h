@@ -121,7 +121,7 @@ struct Glue {
 
   // The n_tok q8_0 activation rows (xrb bytes apart) in I's Prep form, prep_units(nb) each,
   // in this thread's scratch. A call whose rows hold the same bytes as this thread's previous
-  // call for K (the same nb and n_tok) reuses its result: an expert's chunks and pieces all
+  // call for K (the same nb and n_tok) reuses its result: an expert's gate and up calls all
   // multiply the same activations, and comparing the bytes costs far less than preparing them.
   template <WKind K>
   static const std::vector<Prep<K>>& prepare_all(int64_t nb, const void* x, size_t xrb, int64_t n_tok) {
