@@ -182,12 +182,15 @@ Status attention(const KernelTable& kt, const AttentionKv& kv, const AttentionAr
   auto out_of = [&](int64_t i, int64_t hk) { return a.out + (i * g.n_head + hk * g.n_gqa) * g.hd; };
 
   const int64_t n_pairs = a.m * kv.n_head_kv;
-  if (n_pairs >= 8) {
-    // Prompt: enough (row, kv head) pairs to share; each runs its chunks in order.
+  const int64_t max_chunks = *std::max_element(n_chunks.begin(), n_chunks.end());
+  if (n_pairs >= 8 || max_chunks == 1) {
+    // Prompt: enough (row, kv head) pairs to share; each runs its chunks in order. A decode
+    // row whose window is one chunk also runs here: one parallel region, not two.
     runner.parallel_for(n_pairs, [&](int64_t t) {
       const int64_t i = t / kv.n_head_kv, hk = t % kv.n_head_kv;
       const int64_t nc = n_chunks[static_cast<size_t>(i)];
-      std::vector<float> parts(static_cast<size_t>(nc * g.part));
+      std::vector<float>& parts = scratch().parts;  // compute_chunk and merge use other fields
+      parts.resize(static_cast<size_t>(nc * g.part));
       for (int64_t c = 0; c < nc; ++c) {
         int64_t j0 = 0, j1 = 0;
         chunk_range(i, first_chunk[static_cast<size_t>(i)] + c, j0, j1);

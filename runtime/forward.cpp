@@ -80,11 +80,15 @@ Status Forward::eval(KvCache& kv, std::span<const int32_t> tokens, LogitsRows ro
 }
 
 Status Forward::route(uint32_t il, const float* x, int64_t m, const int32_t* pos) {
-  const LayerWeights& lw = weights_.layers[il];
+  router_logits_.resize(static_cast<size_t>(m * shape_.n_expert));
+  TANDEM_RETURN_IF_ERROR(ops_->mul_mat(weights_.layers[il].ffn_gate_inp, x, m, router_logits_.data()));
+  select_experts(il, m, pos);
+  return Status::success();
+}
+
+void Forward::select_experts(uint32_t il, int64_t m, const int32_t* pos) {
   const int64_t ne = shape_.n_expert;
   const int64_t k = shape_.n_expert_used;
-  router_logits_.resize(static_cast<size_t>(m * ne));
-  TANDEM_RETURN_IF_ERROR(ops_->mul_mat(lw.ffn_gate_inp, x, m, router_logits_.data()));
   expert_ids_.resize(static_cast<size_t>(m * k));
   expert_weights_.resize(static_cast<size_t>(m * k));
   std::vector<float> p(static_cast<size_t>(ne));
@@ -123,7 +127,6 @@ Status Forward::route(uint32_t il, const float* x, int64_t m, const int32_t* pos
   if (observer_) {
     observer_->on_routing(il, std::span<const int32_t>(pos, static_cast<size_t>(m)), expert_ids_, expert_weights_);
   }
-  return Status::success();
 }
 
 Status Forward::eval_ubatch(KvCache& kv, std::span<const int32_t> tokens, bool want_logits, bool all_rows,
@@ -160,11 +163,24 @@ Status Forward::eval_ubatch(KvCache& kv, std::span<const int32_t> tokens, bool w
     const int64_t m = t_n - r0;
     float* xr = x_.data() + r0 * d;
     const int32_t* pr = pos_.data() + r0;
-    if (m > 0) TANDEM_RETURN_IF_ERROR(route(il, xr, m, pr));
-
+    // An observer hears the routing before anything else of the layer runs (the streaming
+    // executor starts its storage reads then); without one, the router joins the K, V and Q
+    // projections in one mul_mat_multi (one parallel region over four matrices).
+    const bool route_alone = observer_ != nullptr || m != t_n;
+    if (m > 0 && route_alone) TANDEM_RETURN_IF_ERROR(route(il, xr, m, pr));
     ops_->rms_norm(x_.data(), static_cast<const float*>(lw.attn_norm.data), t_n, d, shape_.rms_norm_eps, h_.data());
-    TANDEM_RETURN_IF_ERROR(ops_->mul_mat(lw.attn_k, h_.data(), t_n, k_.data()));
-    TANDEM_RETURN_IF_ERROR(ops_->mul_mat(lw.attn_v, h_.data(), t_n, v_.data()));
+    if (m == t_n) {
+      router_logits_.resize(static_cast<size_t>(m * shape_.n_expert));
+      const MatMulJob jobs[] = {{&lw.attn_k, h_.data(), t_n, k_.data()},
+                                {&lw.attn_v, h_.data(), t_n, v_.data()},
+                                {&lw.attn_q, h_.data(), m, q_.data()},
+                                {&lw.ffn_gate_inp, xr, m, router_logits_.data()}};
+      TANDEM_RETURN_IF_ERROR(ops_->mul_mat_multi(std::span<const MatMulJob>(jobs, route_alone ? 3 : 4)));
+      if (!route_alone && m > 0) select_experts(il, m, pr);
+    } else {
+      TANDEM_RETURN_IF_ERROR(ops_->mul_mat(lw.attn_k, h_.data(), t_n, k_.data()));
+      TANDEM_RETURN_IF_ERROR(ops_->mul_mat(lw.attn_v, h_.data(), t_n, v_.data()));
+    }
     const bool rope = shape_.use_rope(il);
     if (rope) ops_->rope_neox(k_.data(), pos_.data(), t_n, shape_.n_head_kv, hd, shape_.n_rot, shape_.rope_base(il));
     // NoPE layers store K as projected (spec §6.6).
@@ -186,8 +202,7 @@ Status Forward::eval_ubatch(KvCache& kv, std::span<const int32_t> tokens, bool w
     }
     if (m == 0) continue;
 
-    const float* hr = h_.data() + r0 * d;
-    TANDEM_RETURN_IF_ERROR(ops_->mul_mat(lw.attn_q, hr, m, q_.data()));
+    if (m != t_n) TANDEM_RETURN_IF_ERROR(ops_->mul_mat(lw.attn_q, h_.data() + r0 * d, m, q_.data()));
     if (rope) ops_->rope_neox(q_.data(), pr, m, shape_.n_head, hd, shape_.n_rot, shape_.rope_base(il));
     ops_->attention(q_.data(), pr, m, shape_.n_head, cache, scale, attn_.data());
     TANDEM_RETURN_IF_ERROR(ops_->mul_mat(lw.attn_output, attn_.data(), m, a_.data()));

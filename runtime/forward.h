@@ -66,6 +66,8 @@ class Forward {
           std::unique_ptr<ForwardOps> ops);
   Status eval_ubatch(KvCache& kv, std::span<const int32_t> tokens, bool want_logits, bool all_rows, float* logits);
   Status route(uint32_t il, const float* x, int64_t m, const int32_t* pos);
+  // Top-k experts and their weights (expert_ids_, expert_weights_) from router_logits_ (m rows).
+  void select_experts(uint32_t il, int64_t m, const int32_t* pos);
 
   const ModelShape& shape_;
   const ModelWeights& weights_;

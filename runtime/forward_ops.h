@@ -53,6 +53,14 @@ struct ForwardOpsCounters {
   uint64_t expert_bytes = 0;  // of which expert weights (moe)
 };
 
+// One product of a mul_mat_multi call: y (m, N) = x (m, K) · wᵀ, as mul_mat.
+struct MatMulJob {
+  const TensorView* w = nullptr;
+  const float* x = nullptr;
+  int64_t m = 0;
+  float* y = nullptr;
+};
+
 class ForwardOps {
  public:
   virtual ~ForwardOps() = default;
@@ -63,6 +71,16 @@ class ForwardOps {
   // are integer block dots; f32/f16/bf16 weights use an f32 dot. (q4_K/q6_K: dequantized to f32,
   // where ggml would quantize x to q8_K.)
   virtual Status mul_mat(const TensorView& w, const float* x, int64_t m, float* y) = 0;
+
+  // Several independent mul_mats (no job reads another's y): each y gets the bits mul_mat
+  // would give it. Ops may run all the jobs' row chunks in one parallel region, which saves a
+  // fork-join per job and keeps the weight stream going (a layer's router, attn_k, attn_v and
+  // attn_q at decode: 2 MB in four matrices). Errors as mul_mat's, for the first invalid job;
+  // which y were written then is unspecified. The default calls mul_mat for each job in order.
+  virtual Status mul_mat_multi(std::span<const MatMulJob> jobs) {
+    for (const MatMulJob& j : jobs) TANDEM_RETURN_IF_ERROR(mul_mat(*j.w, j.x, j.m, j.y));
+    return Status::success();
+  }
 
   // y (m, K) = rows ids[0..m) of w (ne = [K, N]) converted to f32 (ggml get_rows). Repacked
   // views: the ops that reads_q4_0x16() take q4_0x16 rows (a tied token_embd); others refuse.

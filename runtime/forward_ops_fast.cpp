@@ -64,53 +64,37 @@ class FastOps final : public ForwardOps {
   bool reads_q4_0x16() const override { return kt_.prefer_q4_0x16; }
 
   Status mul_mat(const TensorView& w, const float* x, int64_t m, float* y) override {
-    const int64_t k = w.ne[0];
-    const int64_t n = w.ne[1];
-    if (k % dtype_block_size(w.dtype) != 0) {
-      return make_error(ErrorCode::invalid_argument, "mul_mat: {} has ne0 = {}, not a multiple of the {} block",
-                        w.name, k, dtype_name(w.dtype));
-    }
-    if (w.layout != RowLayout::ggml && w.layout != RowLayout::q4_0x16) {
-      return make_error(ErrorCode::invalid_argument, "mul_mat: {} is repacked as {}, which only the expert down reads",
-                        w.name, row_layout_name(w.layout));
-    }
-    cpu::GemvFn gemv = nullptr;
-    cpu::GemmFn gemm = nullptr;
-    switch (w.dtype) {
-      case DType::q4_0:
-        if (w.layout == RowLayout::q4_0x16) {
-          gemv = kt_.gemv_q4_0x16_q8_0;
-          gemm = kt_.gemm_q4_0x16_q8_0;
-        } else {
-          gemv = kt_.gemv_q4_0_q8_0;
-          gemm = kt_.gemm_q4_0_q8_0;
-        }
-        break;
-      case DType::q8_0: gemv = kt_.gemv_q8_0_q8_0; gemm = kt_.gemm_q8_0_q8_0; break;
-      case DType::f16: gemv = kt_.gemv_f16_f32; gemm = kt_.gemm_f16_f32; break;
-      case DType::bf16: gemv = kt_.gemv_bf16_f32; gemm = kt_.gemm_bf16_f32; break;
-      case DType::f32: gemv = kt_.gemv_f32; gemm = kt_.gemm_f32; break;
-      default: break;
-    }
-    counters_.weight_bytes += static_cast<uint64_t>(w.row_size()) * static_cast<uint64_t>(n);
-    if (gemv == nullptr) return plain_->mul_mat(w, x, m, y);
-    if (m <= 0 || n <= 0) return Status::success();
+    const MatMulJob job{&w, x, m, y};
+    return mul_mat_multi(std::span<const MatMulJob>(&job, 1));
+  }
 
-    const void* xa = x;
-    size_t xrb = static_cast<size_t>(k) * sizeof(float);
-    if (is_q8_0_dot(w.dtype)) {
-      xrb = dtype_row_size(DType::q8_0, k);
-      xq_.resize(xrb * static_cast<size_t>(m));
-      for (int64_t i = 0; i < m; ++i) kt_.quantize_row_q8_0(x + i * k, xq_.data() + static_cast<size_t>(i) * xrb, k);
-      xa = xq_.data();
+  Status mul_mat_multi(std::span<const MatMulJob> jobs) override {
+    plans_.clear();
+    if (xqs_.size() < jobs.size()) xqs_.resize(jobs.size());
+    int64_t total = 0;
+    for (size_t i = 0; i < jobs.size(); ++i) {
+      Plan p;
+      TANDEM_RETURN_IF_ERROR(plan(jobs[i], xqs_[i], p));
+      if (p.plain) {
+        TANDEM_RETURN_IF_ERROR(plain_->mul_mat(*jobs[i].w, jobs[i].x, jobs[i].m, jobs[i].y));
+        continue;
+      }
+      if (p.n_chunks == 0) continue;
+      p.first = total;
+      total += p.n_chunks;
+      plans_.push_back(p);
     }
-    const int64_t rows = rows_per_chunk(w.row_size(), n, runner_.n_threads());
-    runner_.parallel_for((n + rows - 1) / rows, [&](int64_t c) {
-      const int64_t r0 = c * rows, nr = std::min(rows, n - r0);
-      if (m == 1) {
-        gemv(k, nr, w.row(r0), w.nb[1], xa, y + r0);
+    // One parallel region for every job's row chunks; a chunk's rows get the same kernel call
+    // whichever region or thread runs them.
+    runner_.parallel_for(total, [&](int64_t c) {
+      size_t j = 0;
+      while (c >= plans_[j].first + plans_[j].n_chunks) ++j;
+      const Plan& p = plans_[j];
+      const int64_t r0 = (c - p.first) * p.rows, nr = std::min(p.rows, p.n - r0);
+      if (p.m == 1) {
+        p.gemv(p.k, nr, p.w->row(r0), p.w->nb[1], p.xa, p.y + r0);
       } else {
-        gemm(k, nr, w.row(r0), w.nb[1], xa, xrb, m, y + r0, n);
+        p.gemm(p.k, nr, p.w->row(r0), p.w->nb[1], p.xa, p.xrb, p.m, p.y + r0, p.n);
       }
     });
     return Status::success();
@@ -154,24 +138,37 @@ class FastOps final : public ForwardOps {
   void rope_neox(float* x, const int32_t* pos, int64_t m, int64_t n_head, int64_t head_dim, int64_t n_rot,
                  float base) override {
     const int64_t half = n_rot / 2;
+    // cos/sin per (row, pair) depend only on the positions, base and n_rot: a layer's K and Q
+    // and every later layer with the same base reuse them (a decode token computed them twice
+    // per RoPE layer before).
+    const bool hit = rope_.base == base && rope_.n_rot == n_rot &&
+                     rope_.pos.size() == static_cast<size_t>(m) && std::equal(pos, pos + m, rope_.pos.begin());
+    if (!hit) {
+      rope_.base = base;
+      rope_.n_rot = n_rot;
+      rope_.pos.assign(pos, pos + m);
+      rope_.cs.resize(static_cast<size_t>(m * half));
+      rope_.sn.resize(static_cast<size_t>(m * half));
+    }
     constexpr int64_t k_rows = 4;
     runner_.parallel_for((m + k_rows - 1) / k_rows, [&](int64_t c) {
-      thread_local std::vector<float> cs, sn;
-      cs.resize(static_cast<size_t>(half));
-      sn.resize(static_cast<size_t>(half));
       for (int64_t i = c * k_rows; i < std::min(m, (c + 1) * k_rows); ++i) {
-        for (int64_t p = 0; p < half; ++p) {
-          const double theta = static_cast<double>(pos[i]) * std::pow(static_cast<double>(base),
-                                                                       -2.0 * static_cast<double>(p) / static_cast<double>(n_rot));
-          cs[static_cast<size_t>(p)] = static_cast<float>(std::cos(theta));
-          sn[static_cast<size_t>(p)] = static_cast<float>(std::sin(theta));
+        float* cs = rope_.cs.data() + i * half;
+        float* sn = rope_.sn.data() + i * half;
+        if (!hit) {
+          for (int64_t p = 0; p < half; ++p) {
+            const double theta = static_cast<double>(pos[i]) * std::pow(static_cast<double>(base),
+                                                                         -2.0 * static_cast<double>(p) / static_cast<double>(n_rot));
+            cs[p] = static_cast<float>(std::cos(theta));
+            sn[p] = static_cast<float>(std::sin(theta));
+          }
         }
         for (int64_t h = 0; h < n_head; ++h) {
           float* v = x + (i * n_head + h) * head_dim;
           for (int64_t p = 0; p < half; ++p) {
             const float x0 = v[p], x1 = v[p + half];
-            v[p] = x0 * cs[static_cast<size_t>(p)] - x1 * sn[static_cast<size_t>(p)];
-            v[p + half] = x0 * sn[static_cast<size_t>(p)] + x1 * cs[static_cast<size_t>(p)];
+            v[p] = x0 * cs[p] - x1 * sn[p];
+            v[p + half] = x0 * sn[p] + x1 * cs[p];
           }
         }
       }
@@ -269,6 +266,75 @@ class FastOps final : public ForwardOps {
   }
 
   ForwardOpsCounters counters() const override { return counters_; }
+
+  // One mul_mat job made ready to run: its kernel, its activations (quantized to q8_0 for
+  // q4_0/q8_0 weights, as ggml), its row chunks. Unsupported dtypes go to the plain op.
+  struct Plan {
+    const TensorView* w = nullptr;
+    float* y = nullptr;
+    int64_t k = 0, n = 0, m = 0;
+    cpu::GemvFn gemv = nullptr;
+    cpu::GemmFn gemm = nullptr;
+    const void* xa = nullptr;
+    size_t xrb = 0;
+    int64_t rows = 0, n_chunks = 0, first = 0;
+    bool plain = false;
+  };
+
+  Status plan(const MatMulJob& job, std::vector<uint8_t>& xq, Plan& p) {
+    const TensorView& w = *job.w;
+    const int64_t k = w.ne[0];
+    const int64_t n = w.ne[1];
+    const int64_t m = job.m;
+    if (k % dtype_block_size(w.dtype) != 0) {
+      return make_error(ErrorCode::invalid_argument, "mul_mat: {} has ne0 = {}, not a multiple of the {} block",
+                        w.name, k, dtype_name(w.dtype));
+    }
+    if (w.layout != RowLayout::ggml && w.layout != RowLayout::q4_0x16) {
+      return make_error(ErrorCode::invalid_argument, "mul_mat: {} is repacked as {}, which only the expert down reads",
+                        w.name, row_layout_name(w.layout));
+    }
+    switch (w.dtype) {
+      case DType::q4_0:
+        if (w.layout == RowLayout::q4_0x16) {
+          p.gemv = kt_.gemv_q4_0x16_q8_0;
+          p.gemm = kt_.gemm_q4_0x16_q8_0;
+        } else {
+          p.gemv = kt_.gemv_q4_0_q8_0;
+          p.gemm = kt_.gemm_q4_0_q8_0;
+        }
+        break;
+      case DType::q8_0: p.gemv = kt_.gemv_q8_0_q8_0; p.gemm = kt_.gemm_q8_0_q8_0; break;
+      case DType::f16: p.gemv = kt_.gemv_f16_f32; p.gemm = kt_.gemm_f16_f32; break;
+      case DType::bf16: p.gemv = kt_.gemv_bf16_f32; p.gemm = kt_.gemm_bf16_f32; break;
+      case DType::f32: p.gemv = kt_.gemv_f32; p.gemm = kt_.gemm_f32; break;
+      default: break;
+    }
+    if (p.gemv == nullptr) {
+      p.plain = true;  // the plain op counts nothing: count its bytes here, as before
+      counters_.weight_bytes += static_cast<uint64_t>(w.row_size()) * static_cast<uint64_t>(n);
+      return Status::success();
+    }
+    counters_.weight_bytes += static_cast<uint64_t>(w.row_size()) * static_cast<uint64_t>(n);
+    if (m <= 0 || n <= 0) return Status::success();
+    p.w = &w;
+    p.y = job.y;
+    p.k = k;
+    p.n = n;
+    p.m = m;
+    p.xa = job.x;
+    p.xrb = static_cast<size_t>(k) * sizeof(float);
+    if (is_q8_0_dot(w.dtype)) {
+      p.xrb = dtype_row_size(DType::q8_0, k);
+      xq.resize(p.xrb * static_cast<size_t>(m));
+      for (int64_t i = 0; i < m; ++i)
+        kt_.quantize_row_q8_0(job.x + i * k, xq.data() + static_cast<size_t>(i) * p.xrb, k);
+      p.xa = xq.data();
+    }
+    p.rows = rows_per_chunk(w.row_size(), n, runner_.n_threads());
+    p.n_chunks = (n + p.rows - 1) / p.rows;
+    return Status::success();
+  }
   void reset_counters() override { counters_ = {}; }
 
  private:
@@ -295,7 +361,14 @@ class FastOps final : public ForwardOps {
   std::string name_;
   ArenaRunner runner_;
   ForwardOpsCounters counters_;
-  std::vector<uint8_t> xq_;
+  std::vector<std::vector<uint8_t>> xqs_;  // per mul_mat_multi job: x quantized to q8_0
+  std::vector<Plan> plans_;
+  struct RopeTable {  // rope_neox's cos/sin (m rows x n_rot/2) for the last positions asked
+    float base = 0.0f;
+    int64_t n_rot = 0;
+    std::vector<int32_t> pos;
+    std::vector<float> cs, sn;
+  } rope_;
   std::vector<uint8_t> row_;  // get_rows: one q4_0x16 row unpacked
   // One expert's share of a moe call: its rows gathered, its output rows, its counts.
   struct ExpertJob {

@@ -145,6 +145,86 @@ TEST_CASE("fast mul_mat matches the plain op for every dtype and shape and ISA",
   }
 }
 
+TEST_CASE("fast mul_mat_multi gives every job the bits of its own mul_mat", "[forward_ops_fast]") {
+  tbb::task_arena arena3(3);
+  for (const cpu::KernelTable* kt : host_tables()) {
+    auto fast = make_fast_cpu_ops(*kt);
+    // Four dtypes (q4_K runs on the plain op), jobs of several row chunks of different sizes
+    // (364, 192 and 32 rows), one input shared by two jobs (as attn_k and attn_v share the
+    // normed input), at one token and at five.
+    const Weight wq4(DType::q4_0, 160, 600, 1), wq8(DType::q8_0, 160, 600, 2), wf32(DType::f32, 256, 100, 3),
+        wk(DType::q4_K, 256, 17, 4);
+    for (int64_t m : {1, 5}) {
+      INFO("isa " << cpu::isa_name(kt->isa) << " m " << m);
+      const auto x160 = random_vec(static_cast<size_t>(m * 160), 11, -2.0f, 2.0f);
+      const auto x256 = random_vec(static_cast<size_t>(m * 256), 12, -2.0f, 2.0f);
+      struct Case {
+        const Weight* w;
+        const std::vector<float>* x;
+      };
+      const Case cases[] = {{&wq4, &x160}, {&wq8, &x160}, {&wf32, &x256}, {&wk, &x256}};
+      std::vector<std::vector<float>> want, got, got3;
+      std::vector<MatMulJob> jobs, jobs3;
+      for (const Case& c : cases) {
+        const size_t n = static_cast<size_t>(m * c.w->view.ne[1]);
+        want.emplace_back(n);
+        REQUIRE(fast->mul_mat(c.w->view, c.x->data(), m, want.back().data()).ok());
+        got.emplace_back(n, -1.0f);
+        got3.emplace_back(n, -1.0f);
+      }
+      for (size_t i = 0; i < 4; ++i) {
+        jobs.push_back({&cases[i].w->view, cases[i].x->data(), m, got[i].data()});
+        jobs3.push_back({&cases[i].w->view, cases[i].x->data(), m, got3[i].data()});
+      }
+      REQUIRE(fast->mul_mat_multi(jobs).ok());
+      arena3.execute([&] { REQUIRE(fast->mul_mat_multi(jobs3).ok()); });
+      for (size_t i = 0; i < 4; ++i) {
+        INFO("job " << i << " " << dtype_name(cases[i].w->view.dtype));
+        CHECK(same_bits(got[i], want[i]));
+        CHECK(same_bits(got3[i], want[i]));
+      }
+    }
+    // A bad job is named in the error, wherever it sits in the list.
+    const Weight bad(DType::f32, 40, 3, 1);
+    TensorView v = bad.view;
+    v.dtype = DType::q8_0;  // 40 is not a multiple of the q8_0 block
+    v.name = "blk.3.attn_v.weight";
+    const auto x = random_vec(160, 9);
+    std::vector<float> y1(600), y2(3);
+    const MatMulJob jobs[] = {{&wq4.view, x.data(), 1, y1.data()}, {&v, x.data(), 1, y2.data()}};
+    const Status st = fast->mul_mat_multi(jobs);
+    CHECK(st.code() == ErrorCode::invalid_argument);
+    CHECK_THAT(std::string(st.message()), Catch::Matchers::Contains("blk.3.attn_v.weight"));
+  }
+}
+
+TEST_CASE("fast rope reuses its cos/sin table only for the same positions, base and n_rot", "[forward_ops_fast]") {
+  auto plain = make_cpu_ops();
+  auto fast = make_fast_cpu_ops(*cpu::kernels_for(cpu::Isa::scalar));
+  const int32_t pos_a[] = {3, 4, 5}, pos_b[] = {3, 4, 6}, pos_c[] = {3, 4};
+  struct Call {
+    const int32_t* pos;
+    int64_t m, n_head, n_rot;
+    float base;
+  };
+  // K then Q of one layer (same positions, other head counts), a new token, another base, a
+  // smaller n_rot, fewer rows: every call must match a fresh op's answer.
+  const Call calls[] = {{pos_a, 3, 2, 64, 1e4f},  {pos_a, 3, 6, 64, 1e4f}, {pos_b, 3, 2, 64, 1e4f},
+                        {pos_b, 3, 2, 64, 1.5e6f}, {pos_b, 3, 2, 32, 1.5e6f}, {pos_c, 2, 2, 32, 1.5e6f},
+                        {pos_a, 3, 2, 64, 1e4f}};
+  for (size_t i = 0; i < std::size(calls); ++i) {
+    const Call& c = calls[i];
+    INFO("call " << i);
+    auto x = random_vec(static_cast<size_t>(c.m * c.n_head * 64), 20 + i);
+    auto y = x, z = x;
+    fast->rope_neox(y.data(), c.pos, c.m, c.n_head, 64, c.n_rot, c.base);
+    make_fast_cpu_ops(*cpu::kernels_for(cpu::Isa::scalar))->rope_neox(z.data(), c.pos, c.m, c.n_head, 64, c.n_rot, c.base);
+    CHECK(same_bits(y, z));
+    plain->rope_neox(x.data(), c.pos, c.m, c.n_head, 64, c.n_rot, c.base);
+    CHECK(test::max_abs_diff(y, x) <= 1e-6);
+  }
+}
+
 TEST_CASE("fast get_rows and rms_norm and rope match the plain ops", "[forward_ops_fast]") {
   auto plain = make_cpu_ops();
   for (const cpu::KernelTable* kt : host_tables()) {

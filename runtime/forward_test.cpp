@@ -108,6 +108,39 @@ TEST_CASE("Forward: logits bit-identical for 1, 2 and 3 threads", "[forward]") {
   }
 }
 
+TEST_CASE("Forward: an observer (routing on its own) and none (router fused with K, V, Q) give the same bits",
+          "[forward]") {
+  for (DType dt : {DType::f32, DType::q4_0}) {
+    Fixture fx(dt);
+    const auto tokens = testing::random_tokens(11, fx.model.shape().n_vocab, 7);
+    std::vector<std::vector<float>> out;
+    for (bool observed : {false, true}) {
+      ForwardObserver quiet;  // hears everything, does nothing
+      auto fwd = Forward::create(fx.model.shape(), fx.model.weights(), {8, 2});
+      REQUIRE(fwd.ok());
+      if (observed) (*fwd)->set_observer(&quiet);
+      auto kv = KvCache::create(fx.model.shape(), {32, 8, DType::f16});
+      REQUIRE(kv.ok());
+      // All rows' logits of a prompt in ubatches of 8 and 3; then a prompt whose last layer
+      // routes only its last row; then single tokens.
+      auto l = testing::eval_in_steps(**fwd, *kv, tokens, 8);
+      REQUIRE(l.ok());
+      std::vector<float> logits;
+      kv->clear();
+      REQUIRE((*fwd)->eval(*kv, std::span<const int32_t>(tokens).first(9), LogitsRows::last, logits).ok());
+      l->insert(l->end(), logits.begin(), logits.end());
+      for (size_t t = 9; t < tokens.size(); ++t) {
+        REQUIRE((*fwd)->eval(*kv, std::span<const int32_t>(tokens).subspan(t, 1), LogitsRows::last, logits).ok());
+        l->insert(l->end(), logits.begin(), logits.end());
+      }
+      out.push_back(std::move(*l));
+    }
+    INFO("dtype " << dtype_name(dt));
+    REQUIRE(out[1].size() == out[0].size());
+    CHECK(std::memcmp(out[1].data(), out[0].data(), out[0].size() * sizeof(float)) == 0);
+  }
+}
+
 TEST_CASE("Forward: routing reaches the observer before attention and matches the reference", "[forward]") {
   Fixture fx(DType::f32);
   const ModelShape& s = fx.model.shape();
