@@ -42,15 +42,26 @@ class ArenaRunner final : public cpu::ChunkRunner {
 
 bool is_q8_0_dot(DType d) { return d == DType::q4_0 || d == DType::q8_0; }
 
-// Weight rows per task: at least about 32 KiB of weights (enough to amortise a task, small
-// enough that a 1536-row matrix still makes a dozen tasks), and no more than
-// k_tasks_per_thread tasks per thread, so that the output head (151936 rows) is not cut into
-// thousands of tasks whose scheduling costs more than their reads; a multiple of 4 for the row
-// tiles. Every row's dot product is the same whatever the chunking, so this cannot change a bit.
+// Weight rows per task, a multiple of 4 (the row tiles). Every row's dot product is the same
+// whatever the chunking, so none of this can change a bit.
+//  * A prompt's products (m > 1) are compute-bound: tasks of about 32 KiB of weights balance
+//    the threads.
+//  * A decode GEMV (m = 1) reads each weight once, and the hardware prefetchers and the
+//    kernel's software prefetch start over with every task: tasks grow up to 128 KiB while
+//    each thread still gets 2 of them (never below 32 KiB). On the 4b at 2 threads attn_q and
+//    attn_output then run in 148-row tasks instead of 36, attn_k and attn_v in 64-row ones, and
+//    generation is 4-6% faster (bench/RESULTS.md, session 10).
+//  * No more than k_tasks_per_thread tasks per thread, so that the output head (151936 rows)
+//    is not cut into thousands of tasks whose scheduling costs more than their reads.
 constexpr int64_t k_tasks_per_thread = 32;
-int64_t rows_per_chunk(size_t row_bytes, int64_t n_rows, int n_threads) {
-  const int64_t by_bytes = std::clamp<int64_t>(static_cast<int64_t>(32768 / std::max<size_t>(row_bytes, 1)) / 4 * 4, 4, 512);
-  const int64_t max_tasks = k_tasks_per_thread * std::max(1, n_threads);
+int64_t rows_per_chunk(size_t row_bytes, int64_t n_rows, int n_threads, int64_t m) {
+  const int64_t nt = std::max(1, n_threads);
+  const auto rows_of = [&](int64_t bytes) {
+    return std::clamp<int64_t>(bytes / static_cast<int64_t>(std::max<size_t>(row_bytes, 1)) / 4 * 4, 4, 512);
+  };
+  int64_t by_bytes = rows_of(32768);
+  if (m == 1) by_bytes = std::clamp<int64_t>(n_rows / (2 * nt) / 4 * 4, by_bytes, rows_of(131072));
+  const int64_t max_tasks = k_tasks_per_thread * nt;
   const int64_t by_count = (n_rows + max_tasks - 1) / max_tasks;
   return std::max(by_bytes, (by_count + 3) / 4 * 4);
 }
@@ -331,7 +342,7 @@ class FastOps final : public ForwardOps {
         kt_.quantize_row_q8_0(job.x + i * k, xq.data() + static_cast<size_t>(i) * p.xrb, k);
       p.xa = xq.data();
     }
-    p.rows = rows_per_chunk(w.row_size(), n, runner_.n_threads());
+    p.rows = rows_per_chunk(w.row_size(), n, runner_.n_threads(), m);
     p.n_chunks = (n + p.rows - 1) / p.rows;
     return Status::success();
   }
