@@ -7,8 +7,10 @@
 // path), and returns logits only for the rows asked for:
 //   LogitsRows::last : (1, n_vocab)  the last token's (sampling)
 //   LogitsRows::all  : (n_tokens, n_vocab) every token's, row-major (perplexity)
-// Per layer, the router runs first (on the raw layer input, spec §2.2) and its result is
-// handed to the ForwardObserver before attention starts.
+// Per layer, the router reads the raw layer input (spec §2.2) and its result is handed to the
+// ForwardObserver before attention starts. With an observer the router runs first, before
+// anything else of the layer; without one it shares a parallel region with the K, V and Q
+// projections (ForwardOps::mul_mat_multi).
 //
 // Threads: every op runs inside a tbb::task_arena of `n_threads` (0 = all hardware threads).
 // Results are bit-identical for every thread count and for every ubatch size (each output
