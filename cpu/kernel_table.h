@@ -107,9 +107,10 @@ struct KernelTable {
 
   // q4_0 weight rows repacked as q4_0x16 (cpu/quants.h; k % 512 == 0) x q8_0 activations: the
   // semantics of the q4_0 entries on the rows before the repack. The scalar table unpacks each
-  // row and calls its q4_0 kernel (the reference, slow; avx2 and neon keep these). The avx512
-  // table runs them natively (no byte permutes: 4 loads per 512 weights) with the same bits as
-  // its own q4_0 entries (exact integer sums in the same lanes) and sets prefer_q4_0x16.
+  // row and calls its q4_0 kernel (the reference, slow; neon keeps these). The avx2 and avx512
+  // tables run them natively (no byte permutes: 4 loads per 512 weights on avx512, 8 on avx2)
+  // with the same bits as their own q4_0 entries (exact integer sums in the same lanes) and set
+  // prefer_q4_0x16.
   GemvFn gemv_q4_0x16_q8_0 = nullptr;
   GemmFn gemm_q4_0x16_q8_0 = nullptr;
   GemmRowsFn gemm_rows_q4_0x16_q8_0 = nullptr;
@@ -117,7 +118,7 @@ struct KernelTable {
   // down_rows on transposed down rows repacked as q4_0_split (cpu/quants.h): the bits of
   // down_rows_q4_0 on the rows before the repack, on every table (scalar: unpacks the rows).
   DownRowsFn down_rows_q4_0_split = nullptr;
-  // Whether this table runs the repacked layouts above faster than ggml's (avx512): only then
+  // Whether this table runs the repacked layouts above faster than ggml's (avx2, avx512): only then
   // should a loader repack (runtime/convert.h repack_for_cpu).
   bool prefer_q4_0x16 = false;
 

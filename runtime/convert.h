@@ -90,7 +90,7 @@ Result<std::unique_ptr<TransposedDown>> transpose_down_in_memory(const Model& mo
 //   attn_v, attn_output, ffn_gate_exps, ffn_up_exps, and output; a tied output is token_embd,
 //   which is then repacked once for both: the fast ops' get_rows unpacks its rows) gets its rows
 //   rewritten as cpu/quants.h q4_0x16 (TensorView::layout), the
-//   same size; the AVX-512 kernels then need no byte permutes. The q4_0 down rows laid side by
+//   same size; the AVX2 and AVX-512 kernels then need no byte permutes. The q4_0 down rows laid side by
 //   side are written as q4_0_split (quants, then scales: down_rows needs no byte permutes
 //   either). Results are bit-identical (the kernels' contract, kernel_table.h).
 // Repacked tensors live in owned buffers; with drop_source their source ranges are then dropped

@@ -26,7 +26,7 @@ struct CpuExecutorOptions {
   bool transpose_down = false;
   // The CPU repack (runtime/convert.h repack_for_cpu): each neuron's expert up and down rows
   // side by side (transposed-down models), and q4_0 matrices as q4_0x16 where the ops read that
-  // layout (ForwardOps::reads_q4_0x16: the fast ops on AVX-512), for a model mapped from its
+  // layout (ForwardOps::reads_q4_0x16: the fast ops on AVX2 and AVX-512), for a model mapped from its
   // file (bit-identical results; the source pages are dropped so the resident set stays the
   // model's size). Skipped for a model read into memory (--no-mmap: the copy would double
   // those bytes) and after transpose_down. false = --no-repack.

@@ -191,7 +191,7 @@ const CommandRegistration reg{
           ->capture_default_str();
       sub.add_option("--repack", c->repack,
                      "1: the cpu placement repacks the weights at load (default, `tandem run`: expert up and down "
-                     "rows side by side, and q4_0x16 / q4_0_split with the AVX-512 kernels); 0: the file's layout "
+                     "rows side by side, and q4_0x16 / q4_0_split with the AVX2 and AVX-512 kernels); 0: the file's layout "
                      "(`tandem run --no-repack`); comma list")
           ->capture_default_str();
       sub.add_option("--cpu-ops", c->cpu_ops, "fast (SIMD kernel table) | plain")->capture_default_str();

@@ -93,7 +93,7 @@ inline void add_model_options(CLI::App& sub, CommonOptions& o, bool with_trace =
                "keep the file's layout of the weights on the cpu placement. By default a model mapped from its file "
                "is repacked in memory at load, in transparent huge pages (the file is not changed; same results, "
                "bench/RESULTS.md): each neuron's expert up and down rows side by side (transposed down: one contiguous "
-               "read per active neuron), and with the AVX-512 kernels the q4_0 matrices as q4_0x16 and the down rows "
+               "read per active neuron), and with the AVX2 and AVX-512 kernels the q4_0 matrices as q4_0x16 and the down rows "
                "as q4_0_split (no byte shuffles in the kernels). Skipped anyway with --no-mmap or --transpose-down");
   sub.add_option("--cache-policy", o.cache_policy,
                  "replacement policy of the streamed experts' RAM cache: lru or frequency (LRFU with the profile's prior)")

@@ -1,13 +1,15 @@
 // AVX2 + FMA + F16C kernels: the intrinsics behind Glue<Avx2> (cpu/kernels/glue.h). No VNNI
-// here: the q4_0 dot uses vpmaddubsw (u8 nibbles x s8) + vpmaddwd, two blocks per step, with
-// the -8 offset folded in as a per-lane correction prepared once per activation row; q8_0
-// uses ggml's sign trick (|w| x sign(x, w)), exact for q in -127..127 (what
+// here: the q4_0 dot uses vpmaddubsw (u8 nibbles x s8) + vpmaddwd, with the -8 offset folded in
+// as a per-lane correction prepared once per activation row, 16 blocks at a time with one dword
+// lane per block (ggml's rows and cpu/quants.h's q4_0x16 rows, the same bits; see sum_quads);
+// q8_0 uses ggml's sign trick (|w| x sign(x, w)), exact for q in -127..127 (what
 // quantize_row_q8_0 produces), one ymm per 32-element block.
 #include <immintrin.h>
 
 #include <cmath>
 
 #include "cpu/kernels/glue.h"
+#include "cpu/quants.h"
 
 namespace tandem::cpu::detail {
 namespace {
@@ -19,47 +21,116 @@ inline float hsum(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
+// q4_0 in units of 16 blocks (512 elements, 288 bytes of a row) as two ymm halves of 8 dword
+// lanes: lane l (half l / 8) holds block q4_0x16_block(l) = 4 (l % 4) + l / 4 of the unit, the
+// order of cpu/quants.h's q4_0x16 rows (as kernels_avx512.cpp's lanes). Each lane gets its
+// block's exact integer dot, then one convert and one fma with d_w * d_x per half and token:
+// * q4_0x16 rows: bytes 64 q + 32 h .. + 31 of the unit are half h's 8 lanes' bytes 4q..4q+3
+//   (low nibbles: elements 4q..4q+3, high: 16+4q..), so 4 loads and 12 nibble ops make a half's
+//   8 weight registers; per token 8 vpmaddubsw into one int16 sum (|sum| <= 16 x 15 x 128, no
+//   overflow), one vpmaddwd, the correction, convert, fma.
+// * ggml's q4_0 rows: blocks 4j + 2h and 4j + 2h + 1 (j < 4) are one two-block register (as
+//   they sit in memory), vpmaddubsw + vpmaddwd leave 4 partial dwords per block in its 128-bit
+//   lane, and an unpack/add tree over the half's 4 registers sums them into one dword per block:
+//   128-bit lane i of the result holds blocks 2h + i, 4 + 2h + i, 8 + 2h + i, 12 + 2h + i, which
+//   is q4_0x16_block's order. The integer sums are exact and the float steps the same, so both
+//   layouts give the same bits (kernel_table.h), and every (row, token) pair the same bits in
+//   any tile.
+inline __m256i sum_quads(const __m256i (&P)[4]) {
+  const __m256i a = _mm256_add_epi32(_mm256_unpacklo_epi32(P[0], P[1]), _mm256_unpackhi_epi32(P[0], P[1]));
+  const __m256i b = _mm256_add_epi32(_mm256_unpacklo_epi32(P[2], P[3]), _mm256_unpackhi_epi32(P[2], P[3]));
+  return _mm256_add_epi32(_mm256_unpacklo_epi64(a, b), _mm256_unpackhi_epi64(a, b));
+}
+
 struct Avx2 {
-  // q4_0: one unit = 2 blocks: qs[0] = elements 0..15 of b0 | of b1, qs[1] = 16..31 of b0 | b1
-  // (the order a 2-block nibble load yields); dword lanes 0..3 belong to b0, 4..7 to b1.
-  // q8_0: one unit = 1 block in natural order in qs[0] (corr unused).
-  struct alignas(32) Prep {
-    int8_t qs[2][32];
-    int32_t corr[8];  // q4_0: -8 * (sum of this dword lane's activation bytes, both halves)
-    float dx[8];      // activation scale of the block each dword lane belongs to
+  // q4_0 and q4_0x16: one unit = 16 blocks; corr and dx in lane order (lane l: block
+  // q4_0x16_block(l) of the unit; 0 for blocks past the row). qs by layout:
+  //   q4_0 (ggml rows):  qs[p] = [elements 0..15 of block 2p | of 2p + 1][16..31 of 2p | 2p + 1]
+  //   q4_0x16 rows:      qs[g] dword l = bytes 4g..4g+3 of lane l's block (g < 4 meet the
+  //                      weights' low nibbles, 4..7 the high ones)
+  struct alignas(32) PrepQ4 {
+    int8_t qs[8][64];
+    int32_t corr[16];  // -8 * (sum of lane l's block's 32 activation bytes)
+    float dx[16];      // lane l's block's activation scale
   };
-  template <WKind>
-  using PrepFor = Prep;
+  // q8_0: one unit = 1 block in natural order.
+  struct alignas(32) PrepQ8 {
+    int8_t qs[32];
+    float dx[8];  // the block's activation scale, 8 times
+  };
+  template <WKind K>
+  using PrepFor = std::conditional_t<K == WKind::q8_0, PrepQ8, PrepQ4>;
 
   template <WKind K>
   static int64_t prep_units(int64_t nb) {
-    return K == WKind::q4_0 ? (nb + 1) / 2 : nb;
+    return K == WKind::q8_0 ? nb : (nb + 15) / 16;
   }
 
   template <WKind K>
-  static void prepare(const block_q8_0* x, int64_t nb, Prep* out, bool /*single*/) {
+  static void prepare(const block_q8_0* x, int64_t nb, PrepFor<K>* out, bool /*single*/) {
     const __m256i ones8 = _mm256_set1_epi8(1);
     const __m256i ones16 = _mm256_set1_epi16(1);
-    if constexpr (K == WKind::q4_0) {
-      for (int64_t u = 0; u < (nb + 1) / 2; ++u) {
-        const bool two = 2 * u + 1 < nb;
-        const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[2 * u].qs));
-        const __m256i b = two ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[2 * u + 1].qs)) : _mm256_setzero_si256();
-        const __m256i lo = _mm256_permute2x128_si256(a, b, 0x20), hi = _mm256_permute2x128_si256(a, b, 0x31);
-        // Sums of 4 consecutive activation bytes per dword lane: maddubs(1, q) then madd(1).
-        const __m256i sum = _mm256_madd_epi16(
-            _mm256_add_epi16(_mm256_maddubs_epi16(ones8, lo), _mm256_maddubs_epi16(ones8, hi)), ones16);
-        _mm256_store_si256(reinterpret_cast<__m256i*>(out[u].qs[0]), lo);
-        _mm256_store_si256(reinterpret_cast<__m256i*>(out[u].qs[1]), hi);
-        _mm256_store_si256(reinterpret_cast<__m256i*>(out[u].corr), _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(sum, 3)));
-        const float d0 = _cvtsh_ss(x[2 * u].d), d1 = two ? _cvtsh_ss(x[2 * u + 1].d) : 0.0f;
-        _mm256_store_ps(out[u].dx, _mm256_setr_ps(d0, d0, d0, d0, d1, d1, d1, d1));
-      }
-    } else {
+    if constexpr (K == WKind::q8_0) {
       for (int64_t b = 0; b < nb; ++b) {
-        _mm256_store_si256(reinterpret_cast<__m256i*>(out[b].qs[0]),
+        _mm256_store_si256(reinterpret_cast<__m256i*>(out[b].qs),
                            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[b].qs)));
         _mm256_store_ps(out[b].dx, _mm256_set1_ps(_cvtsh_ss(x[b].d)));
+      }
+    } else {
+      for (int64_t u = 0; u < (nb + 15) / 16; ++u) {
+        const int64_t n = std::min<int64_t>(16, nb - 16 * u);
+        const block_q8_0* xb = x + 16 * u;
+        PrepQ4& o = out[u];
+        const auto blk = [&](int64_t b) {
+          return b < n ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb[b].qs)) : _mm256_setzero_si256();
+        };
+        for (int l = 0; l < 16; ++l) {
+          const int b = q4_0x16_block(l);
+          o.dx[l] = b < n ? _cvtsh_ss(xb[b].d) : 0.0f;
+        }
+        for (int h = 0; h < 2; ++h) {
+          __m256i sum;
+          if constexpr (K == WKind::q4_0) {
+            // The dot's own reduction against ones gives the block sums in lane order.
+            __m256i P[4];
+            for (int j = 0; j < 4; ++j) {
+              const int p = 2 * j + h;
+              const __m256i a = blk(2 * p), b = blk(2 * p + 1);
+              const __m256i lo = _mm256_permute2x128_si256(a, b, 0x20), hi = _mm256_permute2x128_si256(a, b, 0x31);
+              _mm256_store_si256(reinterpret_cast<__m256i*>(o.qs[p]), lo);
+              _mm256_store_si256(reinterpret_cast<__m256i*>(o.qs[p] + 32), hi);
+              P[j] = _mm256_madd_epi16(
+                  _mm256_add_epi16(_mm256_maddubs_epi16(ones8, lo), _mm256_maddubs_epi16(ones8, hi)), ones16);
+            }
+            sum = sum_quads(P);
+          } else {
+            // An 8 x 8 dword transpose of the half's blocks (row i = lane 8h + i's block).
+            __m256i r[8], t[8], v[8];
+            for (int i = 0; i < 8; ++i) r[i] = blk(q4_0x16_block(8 * h + i));
+            for (int i = 0; i < 4; ++i) {
+              t[2 * i] = _mm256_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+              t[2 * i + 1] = _mm256_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+            }
+            for (int i = 0; i < 2; ++i) {  // rows 4i..4i+3: 128-bit lane c holds dwords c, c + 4
+              const __m256i* a = t + 4 * i;
+              v[4 * i + 0] = _mm256_unpacklo_epi64(a[0], a[2]);  // dword 0 | 4 of 4 rows
+              v[4 * i + 1] = _mm256_unpackhi_epi64(a[0], a[2]);  // 1 | 5
+              v[4 * i + 2] = _mm256_unpacklo_epi64(a[1], a[3]);  // 2 | 6
+              v[4 * i + 3] = _mm256_unpackhi_epi64(a[1], a[3]);  // 3 | 7
+            }
+            __m256i s16 = _mm256_setzero_si256();
+            for (int g = 0; g < 4; ++g) {
+              const __m256i q0 = _mm256_permute2x128_si256(v[g], v[4 + g], 0x20);  // dword g of rows 0..7
+              const __m256i q1 = _mm256_permute2x128_si256(v[g], v[4 + g], 0x31);  // dword 4 + g
+              _mm256_store_si256(reinterpret_cast<__m256i*>(o.qs[g] + 32 * h), q0);
+              _mm256_store_si256(reinterpret_cast<__m256i*>(o.qs[4 + g] + 32 * h), q1);
+              s16 = _mm256_add_epi16(s16, _mm256_add_epi16(_mm256_maddubs_epi16(ones8, q0), _mm256_maddubs_epi16(ones8, q1)));
+            }
+            sum = _mm256_madd_epi16(s16, ones16);
+          }
+          _mm256_store_si256(reinterpret_cast<__m256i*>(o.corr + 8 * h),
+                             _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(sum, 3)));
+        }
       }
     }
   }
@@ -67,49 +138,106 @@ struct Avx2 {
   static constexpr int k_tok_tile = 4;
   static constexpr int q_rows(int nt) { return nt == 1 ? 1 : 2; }
 
-  template <WKind K, int NR, int NT>
-  static void dot_q(int64_t nb, const uint8_t* const* w, const uint8_t* const* pf, const Prep* const* xp,
-                    float (&out)[NR][NT]) {
-    __m256 acc[NR][NT];
-    for (int r = 0; r < NR; ++r)
-      for (int t = 0; t < NT; ++t) acc[r][t] = _mm256_setzero_ps();
-    const __m256i ones = _mm256_set1_epi16(1);
-    if constexpr (K == WKind::q4_0) {
-      // Two blocks per step: one ymm of nibble bytes gives both blocks' low halves (and) and
-      // high halves (shift, and); their maddubs products fit int16 together (2 x 2 x 15 x 127),
-      // so one madd yields lanes 0..3 = block 0, 4..7 = block 1.
-      const __m256i m4 = _mm256_set1_epi8(0x0F);
-      const __m256i d_lanes = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
-      for (int64_t u = 0; u < (nb + 1) / 2; ++u) {
-        const bool two = 2 * u + 1 < nb;
-        __m256i lo[NR], hi[NR];
-        __m256 dw[NR];
-        for (int r = 0; r < NR; ++r) {
-          const uint8_t* p = w[r] + u * 2 * sizeof(block_q4_0);
-          if (pf[r]) _mm_prefetch(reinterpret_cast<const char*>(pf[r] + u * 2 * sizeof(block_q4_0)), _MM_HINT_T0);
-          const __m128i q0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 2));
-          const __m128i q1 = two ? _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 20)) : _mm_setzero_si128();
-          const __m256i q = _mm256_inserti128_si256(_mm256_castsi128_si256(q0), q1, 1);
-          lo[r] = _mm256_and_si256(q, m4);
-          hi[r] = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
-          const uint32_t dd = load_u16(p) | (two ? static_cast<uint32_t>(load_u16(p + 18)) << 16 : 0u);
-          dw[r] = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_cvtph_ps(_mm_cvtsi32_si128(static_cast<int>(dd)))),
-                                           d_lanes);
+  // Half h of a q4 unit against one token: s = the lanes' exact integer dots plus the
+  // correction; acc += float(s) * (d_w * d_x). Both layouts end here (the same bits).
+  static __m256 q4_step(__m256i s_unc, const PrepQ4& x, int h, __m256 dw, __m256 acc) {
+    const __m256i s = _mm256_add_epi32(s_unc, _mm256_load_si256(reinterpret_cast<const __m256i*>(x.corr + 8 * h)));
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(dw, _mm256_load_ps(x.dx + 8 * h)), acc);
+  }
+
+  template <int NT>
+  static void q4x16_row(int64_t nb, const uint8_t* w, const uint8_t* pf, const PrepQ4* const* xp, __m256 (&acc)[NT]) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+    for (int64_t u = 0; u < nb / 16; ++u) {
+      const uint8_t* p = w + u * 288;
+      if (pf) {
+        for (int l = 0; l < 5; ++l) _mm_prefetch(reinterpret_cast<const char*>(pf + u * 288 + 64 * l), _MM_HINT_T0);
+      }
+      for (int h = 0; h < 2; ++h) {
+        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 256 + 16 * h)));
+        __m256i W[8];
+        for (int q = 0; q < 4; ++q) {
+          const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 64 * q + 32 * h));
+          W[q] = _mm256_and_si256(v, m4);
+          W[4 + q] = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
         }
         for (int t = 0; t < NT; ++t) {
-          const Prep& x = xp[t][u];
-          const __m256i x0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(x.qs[0]));
-          const __m256i x1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(x.qs[1]));
-          const __m256i corr = _mm256_load_si256(reinterpret_cast<const __m256i*>(x.corr));
-          const __m256 dx = _mm256_load_ps(x.dx);
-          for (int r = 0; r < NR; ++r) {
-            const __m256i p16 = _mm256_add_epi16(_mm256_maddubs_epi16(lo[r], x0), _mm256_maddubs_epi16(hi[r], x1));
-            const __m256i s = _mm256_add_epi32(_mm256_madd_epi16(p16, ones), corr);
-            acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(dw[r], dx), acc[r][t]);
+          const PrepQ4& x = xp[t][u];
+          const auto xq = [&](int g) { return _mm256_load_si256(reinterpret_cast<const __m256i*>(x.qs[g] + 32 * h)); };
+          __m256i s0 = _mm256_maddubs_epi16(W[0], xq(0)), s1 = _mm256_maddubs_epi16(W[4], xq(4));
+          for (int q = 1; q < 4; ++q) {
+            s0 = _mm256_add_epi16(s0, _mm256_maddubs_epi16(W[q], xq(q)));
+            s1 = _mm256_add_epi16(s1, _mm256_maddubs_epi16(W[4 + q], xq(4 + q)));
           }
+          acc[t] = q4_step(_mm256_madd_epi16(_mm256_add_epi16(s0, s1), ones), x, h, dw, acc[t]);
         }
       }
+    }
+  }
+
+  template <int NT>
+  static void q4_row(int64_t nb, const uint8_t* w, const uint8_t* pf, const PrepQ4* const* xp, __m256 (&acc)[NT]) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+    for (int64_t u = 0; u < (nb + 15) / 16; ++u) {
+      const int64_t n = std::min<int64_t>(16, nb - 16 * u);
+      const uint8_t* p = w + u * 288;
+      if (pf) {
+        const int64_t lines = (n * 18 + 63) / 64;
+        for (int64_t l = 0; l < lines; ++l) _mm_prefetch(reinterpret_cast<const char*>(pf + u * 288 + 64 * l), _MM_HINT_T0);
+      }
+      alignas(32) uint16_t d[16];
+      for (int l = 0; l < 16; ++l) {
+        const int b = q4_0x16_block(l);
+        d[l] = b < n ? load_u16(p + 18 * b) : uint16_t{0};
+      }
+      for (int h = 0; h < 2; ++h) {
+        const __m256 dw = _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(d + 8 * h)));
+        __m256i lo[4], hi[4];
+        for (int j = 0; j < 4; ++j) {
+          const int b = 4 * j + 2 * h;  // blocks b, b + 1
+          const __m128i q0 = b < n ? _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 18 * b + 2)) : _mm_setzero_si128();
+          const __m128i q1 =
+              b + 1 < n ? _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 18 * b + 20)) : _mm_setzero_si128();
+          const __m256i q = _mm256_inserti128_si256(_mm256_castsi128_si256(q0), q1, 1);
+          lo[j] = _mm256_and_si256(q, m4);
+          hi[j] = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+        }
+        for (int t = 0; t < NT; ++t) {
+          const PrepQ4& x = xp[t][u];
+          __m256i P[4];
+          for (int j = 0; j < 4; ++j) {
+            const int8_t* xq = x.qs[2 * j + h];
+            P[j] = _mm256_madd_epi16(
+                _mm256_add_epi16(_mm256_maddubs_epi16(lo[j], _mm256_load_si256(reinterpret_cast<const __m256i*>(xq))),
+                                 _mm256_maddubs_epi16(hi[j], _mm256_load_si256(reinterpret_cast<const __m256i*>(xq + 32)))),
+                ones);
+          }
+          acc[t] = q4_step(sum_quads(P), x, h, dw, acc[t]);
+        }
+      }
+    }
+  }
+
+  template <WKind K, int NR, int NT>
+  static void dot_q(int64_t nb, const uint8_t* const* w, const uint8_t* const* pf, const PrepFor<K>* const* xp,
+                    float (&out)[NR][NT]) {
+    if constexpr (K != WKind::q8_0) {
+      // Row by row (a row's unit is unpacked once for the tile's tokens).
+      for (int r = 0; r < NR; ++r) {
+        __m256 acc[NT];
+        for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
+        if constexpr (K == WKind::q4_0x16) {
+          q4x16_row<NT>(nb, w[r], pf[r], xp, acc);
+        } else {
+          q4_row<NT>(nb, w[r], pf[r], xp, acc);
+        }
+        for (int t = 0; t < NT; ++t) out[r][t] = hsum(acc[t]);
+      }
     } else {
+      __m256 acc[NR][NT];
+      for (int r = 0; r < NR; ++r)
+        for (int t = 0; t < NT; ++t) acc[r][t] = _mm256_setzero_ps();
+      const __m256i ones = _mm256_set1_epi16(1);
       for (int64_t b = 0; b < nb; ++b) {
         __m256i wq[NR], ws[NR];  // ws = |w| as unsigned
         __m256 dw[NR];
@@ -121,8 +249,8 @@ struct Avx2 {
           dw[r] = _mm256_set1_ps(_cvtsh_ss(load_u16(p)));
         }
         for (int t = 0; t < NT; ++t) {
-          const Prep& x = xp[t][b];
-          const __m256i xq = _mm256_load_si256(reinterpret_cast<const __m256i*>(x.qs[0]));
+          const PrepQ8& x = xp[t][b];
+          const __m256i xq = _mm256_load_si256(reinterpret_cast<const __m256i*>(x.qs));
           const __m256 dx = _mm256_load_ps(x.dx);
           for (int r = 0; r < NR; ++r) {
             const __m256i s = _mm256_madd_epi16(_mm256_maddubs_epi16(ws[r], _mm256_sign_epi8(xq, wq[r])), ones);
@@ -130,9 +258,9 @@ struct Avx2 {
           }
         }
       }
+      for (int r = 0; r < NR; ++r)
+        for (int t = 0; t < NT; ++t) out[r][t] = hsum(acc[r][t]);
     }
-    for (int r = 0; r < NR; ++r)
-      for (int t = 0; t < NT; ++t) out[r][t] = hsum(acc[r][t]);
   }
 
   static constexpr int f_rows(int nt) { return nt == 1 ? 4 : 2; }
@@ -243,6 +371,8 @@ struct Avx2 {
 // 1 q8_0 block (lane = half). A group's 4 rows are interleaved byte by byte so that each dword
 // holds one column's 4 rows; vpmaddubsw + vpmaddwd add the 4 products against the group's
 // coefficients (q4_0: u8 nibbles, offset 8 corrected per block; q8_0: ggml's sign trick).
+// Split (q4_0 only): rows repacked as cpu/quants.h q4_0_split, so a unit's quants are one 32-byte
+// load and its scales one 4-byte load; the same numbers, so the same bits.
 inline __m256 lane_max(__m256 v) {
   v = _mm256_max_ps(v, _mm256_permute_ps(v, 0x4E));
   return _mm256_max_ps(v, _mm256_permute_ps(v, 0xB1));
@@ -252,8 +382,9 @@ inline __m256i lane_sum(__m256i v) {
   return _mm256_add_epi32(v, _mm256_shuffle_epi32(v, 0xB1));
 }
 
-template <bool Q4>
+template <bool Q4, bool Split = false>
 void down_rows(int64_t k, int64_t n_idx, const int32_t* idx, const void* w, size_t wrb, const float* a, float* y) {
+  static_assert(Q4 || !Split);
   if (n_idx == 0) {
     std::fill_n(y, k, 0.0f);
     return;
@@ -282,9 +413,15 @@ void down_rows(int64_t k, int64_t n_idx, const int32_t* idx, const void* w, size
     for (int64_t g = 0; g < ng; ++g) {
       alignas(16) uint16_t h[8];
       for (int r = 0; r < 4; ++r) {
-        const uint8_t* p = rows[4 * g + r] + off;
-        h[r] = load_u16(p);
-        h[4 + r] = !Q4 ? h[r] : nbu > 1 ? load_u16(p + bs) : uint16_t{0};
+        if constexpr (Split) {
+          const uint8_t* p = rows[4 * g + r] + 16 * nb + 2 * bpu * u;
+          h[r] = load_u16(p);
+          h[4 + r] = nbu > 1 ? load_u16(p + 2) : uint16_t{0};
+        } else {
+          const uint8_t* p = rows[4 * g + r] + off;
+          h[r] = load_u16(p);
+          h[4 + r] = !Q4 ? h[r] : nbu > 1 ? load_u16(p + bs) : uint16_t{0};
+        }
       }
       const __m256 c = _mm256_mul_ps(_mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(h))), av[g]);
       cbuf[g] = c;
@@ -303,7 +440,11 @@ void down_rows(int64_t k, int64_t n_idx, const int32_t* idx, const void* w, size
       __m256i R[4];
       for (int r = 0; r < 4; ++r) {
         const uint8_t* p = rows[4 * g + r] + off + 2;
-        if constexpr (Q4) {
+        if constexpr (Split) {
+          const uint8_t* qs = rows[4 * g + r] + 16 * bpu * u;
+          R[r] = nbu > 1 ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs))
+                         : _mm256_set_m128i(_mm_setzero_si128(), _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs)));
+        } else if constexpr (Q4) {
           const __m128i b0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
           const __m128i b1 = nbu > 1 ? _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + bs)) : _mm_setzero_si128();
           R[r] = _mm256_set_m128i(b1, b0);
@@ -354,8 +495,10 @@ void down_rows(int64_t k, int64_t n_idx, const int32_t* idx, const void* w, size
 
 void fill_avx2(KernelTable& t) {
   Glue<Avx2>::fill(t, Isa::avx2);
+  Glue<Avx2>::fill_q4_0x16(t);
   t.down_rows_q4_0 = down_rows<true>;
   t.down_rows_q8_0 = down_rows<false>;
+  t.down_rows_q4_0_split = down_rows<true, true>;
 }
 
 }  // namespace tandem::cpu::detail
