@@ -175,45 +175,53 @@ struct Avx2 {
     }
   }
 
+  // Unit u of a ggml q4_0 row at p (n of its blocks are in the row; Full: all 16, no checks).
+  template <int NT, bool Full>
+  static void q4_unit(const uint8_t* p, int64_t n, const PrepQ4* const* xp, int64_t u, __m256 (&acc)[NT]) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+    const auto in = [&](int b) { return Full || b < n; };
+    // Half h's scales in lane order (blocks 2h, 4 + 2h, 8 + 2h, 12 + 2h, then each + 1), inserted
+    // as halves: narrow stores then a vector load of them would stall on store forwarding.
+    const auto d = [&](int b) { return static_cast<short>(in(b) ? load_u16(p + 18 * b) : 0); };
+    for (int h = 0; h < 2; ++h) {
+      const __m256 dw = _mm256_cvtph_ps(_mm_setr_epi16(d(2 * h), d(4 + 2 * h), d(8 + 2 * h), d(12 + 2 * h),
+                                                       d(2 * h + 1), d(5 + 2 * h), d(9 + 2 * h), d(13 + 2 * h)));
+      __m256i lo[4], hi[4];
+      for (int j = 0; j < 4; ++j) {
+        const int b = 4 * j + 2 * h;  // blocks b, b + 1
+        const __m128i q0 = in(b) ? _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 18 * b + 2)) : _mm_setzero_si128();
+        const __m128i q1 = in(b + 1) ? _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 18 * b + 20)) : _mm_setzero_si128();
+        const __m256i q = _mm256_inserti128_si256(_mm256_castsi128_si256(q0), q1, 1);
+        lo[j] = _mm256_and_si256(q, m4);
+        hi[j] = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+      }
+      for (int t = 0; t < NT; ++t) {
+        const PrepQ4& x = xp[t][u];
+        __m256i P[4];
+        for (int j = 0; j < 4; ++j) {
+          const int8_t* xq = x.qs[2 * j + h];
+          P[j] = _mm256_madd_epi16(
+              _mm256_add_epi16(_mm256_maddubs_epi16(lo[j], _mm256_load_si256(reinterpret_cast<const __m256i*>(xq))),
+                               _mm256_maddubs_epi16(hi[j], _mm256_load_si256(reinterpret_cast<const __m256i*>(xq + 32)))),
+              ones);
+        }
+        acc[t] = q4_step(sum_quads(P), x, h, dw, acc[t]);
+      }
+    }
+  }
+
   template <int NT>
   static void q4_row(int64_t nb, const uint8_t* w, const uint8_t* pf, const PrepQ4* const* xp, __m256 (&acc)[NT]) {
-    const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
     for (int64_t u = 0; u < (nb + 15) / 16; ++u) {
       const int64_t n = std::min<int64_t>(16, nb - 16 * u);
-      const uint8_t* p = w + u * 288;
       if (pf) {
         const int64_t lines = (n * 18 + 63) / 64;
         for (int64_t l = 0; l < lines; ++l) _mm_prefetch(reinterpret_cast<const char*>(pf + u * 288 + 64 * l), _MM_HINT_T0);
       }
-      alignas(32) uint16_t d[16];
-      for (int l = 0; l < 16; ++l) {
-        const int b = q4_0x16_block(l);
-        d[l] = b < n ? load_u16(p + 18 * b) : uint16_t{0};
-      }
-      for (int h = 0; h < 2; ++h) {
-        const __m256 dw = _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(d + 8 * h)));
-        __m256i lo[4], hi[4];
-        for (int j = 0; j < 4; ++j) {
-          const int b = 4 * j + 2 * h;  // blocks b, b + 1
-          const __m128i q0 = b < n ? _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 18 * b + 2)) : _mm_setzero_si128();
-          const __m128i q1 =
-              b + 1 < n ? _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 18 * b + 20)) : _mm_setzero_si128();
-          const __m256i q = _mm256_inserti128_si256(_mm256_castsi128_si256(q0), q1, 1);
-          lo[j] = _mm256_and_si256(q, m4);
-          hi[j] = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
-        }
-        for (int t = 0; t < NT; ++t) {
-          const PrepQ4& x = xp[t][u];
-          __m256i P[4];
-          for (int j = 0; j < 4; ++j) {
-            const int8_t* xq = x.qs[2 * j + h];
-            P[j] = _mm256_madd_epi16(
-                _mm256_add_epi16(_mm256_maddubs_epi16(lo[j], _mm256_load_si256(reinterpret_cast<const __m256i*>(xq))),
-                                 _mm256_maddubs_epi16(hi[j], _mm256_load_si256(reinterpret_cast<const __m256i*>(xq + 32)))),
-                ones);
-          }
-          acc[t] = q4_step(sum_quads(P), x, h, dw, acc[t]);
-        }
+      if (n == 16) {
+        q4_unit<NT, true>(w + u * 288, n, xp, u, acc);
+      } else {
+        q4_unit<NT, false>(w + u * 288, n, xp, u, acc);
       }
     }
   }
