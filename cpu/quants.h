@@ -28,13 +28,14 @@ void convert_row_bf16_to_f32(const void* src, float* y, int64_t k);
 void convert_row_f32_to_f16(const float* x, void* dst, int64_t k);
 void convert_row_f32_to_bf16(const float* x, void* dst, int64_t k);
 
-// q4_0x16: the CPU repack of a q4_0 row for the AVX2 and AVX-512 kernels (kernel_table.h *_q4_0x16_*
-// entries; in the spirit of llama.cpp's CPU repack, block_q4_0x8). A row of k elements,
+// q4_0x16: the CPU repack of a q4_0 row for the AVX2 and AVX-512 kernels (kernel_table.h
+// *_q4_0x16_* entries; in the spirit of llama.cpp's CPU repack, block_q4_0x8). A row of k elements,
 // k % 512 == 0, keeps its size (18 bytes per 32 elements) as units of 16 blocks, 288 bytes each:
 //   byte 64 q + 4 l + i  (q, i < 4, l < 16) = qs[4 q + i] of the unit's block q4_0x16_block(l)
 //   bytes 256 + 2 l, 257 + 2 l               = that block's scale d (f16, little-endian)
-// so the q-th 64 bytes hold, per dword lane l (AVX2 reads lanes 0..7 and 8..15 as two halves), elements 4q..4q+3 of lane l's block in their low
-// nibbles and 16+4q..16+4q+3 in their high ones: vpdpbusd consumes them as loaded. The lane
+// so the q-th 64 bytes hold, per dword lane l, elements 4q..4q+3 of lane l's block in their low
+// nibbles and 16+4q..16+4q+3 in their high ones: vpdpbusd consumes them as loaded (AVX2 reads
+// lanes 0..7 and 8..15 as two 32-byte halves and uses vpmaddubsw). The lane
 // order (a 4 x 4 transpose) is the one the q4_0 kernels' lane reduction leaves, so both give
 // the same bits. repack and unpack are inverses; src and dst must not overlap.
 inline constexpr int64_t k_q4_0x16_elems = 512;

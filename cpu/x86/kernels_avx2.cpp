@@ -124,7 +124,8 @@ struct Avx2 {
               const __m256i q1 = _mm256_permute2x128_si256(v[g], v[4 + g], 0x31);  // dword 4 + g
               _mm256_store_si256(reinterpret_cast<__m256i*>(o.qs[g] + 32 * h), q0);
               _mm256_store_si256(reinterpret_cast<__m256i*>(o.qs[4 + g] + 32 * h), q1);
-              s16 = _mm256_add_epi16(s16, _mm256_add_epi16(_mm256_maddubs_epi16(ones8, q0), _mm256_maddubs_epi16(ones8, q1)));
+              const __m256i pair = _mm256_add_epi16(_mm256_maddubs_epi16(ones8, q0), _mm256_maddubs_epi16(ones8, q1));
+              s16 = _mm256_add_epi16(s16, pair);
             }
             sum = _mm256_madd_epi16(s16, ones16);
           }
@@ -189,8 +190,10 @@ struct Avx2 {
       __m256i lo[4], hi[4];
       for (int j = 0; j < 4; ++j) {
         const int b = 4 * j + 2 * h;  // blocks b, b + 1
-        const __m128i q0 = in(b) ? _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 18 * b + 2)) : _mm_setzero_si128();
-        const __m128i q1 = in(b + 1) ? _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 18 * b + 20)) : _mm_setzero_si128();
+        const auto qs = [&](int i) {  // block i's 16 quant bytes
+          return in(i) ? _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 18 * i + 2)) : _mm_setzero_si128();
+        };
+        const __m128i q0 = qs(b), q1 = qs(b + 1);
         const __m256i q = _mm256_inserti128_si256(_mm256_castsi128_si256(q0), q1, 1);
         lo[j] = _mm256_and_si256(q, m4);
         hi[j] = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
@@ -199,11 +202,10 @@ struct Avx2 {
         const PrepQ4& x = xp[t][u];
         __m256i P[4];
         for (int j = 0; j < 4; ++j) {
-          const int8_t* xq = x.qs[2 * j + h];
-          P[j] = _mm256_madd_epi16(
-              _mm256_add_epi16(_mm256_maddubs_epi16(lo[j], _mm256_load_si256(reinterpret_cast<const __m256i*>(xq))),
-                               _mm256_maddubs_epi16(hi[j], _mm256_load_si256(reinterpret_cast<const __m256i*>(xq + 32)))),
-              ones);
+          const auto* xq = reinterpret_cast<const __m256i*>(x.qs[2 * j + h]);
+          P[j] = _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(lo[j], _mm256_load_si256(xq)),
+                                                    _mm256_maddubs_epi16(hi[j], _mm256_load_si256(xq + 1))),
+                                   ones);
         }
         acc[t] = q4_step(sum_quads(P), x, h, dw, acc[t]);
       }
@@ -216,7 +218,9 @@ struct Avx2 {
       const int64_t n = std::min<int64_t>(16, nb - 16 * u);
       if (pf) {
         const int64_t lines = (n * 18 + 63) / 64;
-        for (int64_t l = 0; l < lines; ++l) _mm_prefetch(reinterpret_cast<const char*>(pf + u * 288 + 64 * l), _MM_HINT_T0);
+        for (int64_t l = 0; l < lines; ++l) {
+          _mm_prefetch(reinterpret_cast<const char*>(pf + u * 288 + 64 * l), _MM_HINT_T0);
+        }
       }
       if (n == 16) {
         q4_unit<NT, true>(w + u * 288, n, xp, u, acc);
