@@ -7,8 +7,10 @@
 //   * gemv (1 token) for q4_0, q8_0, f16, bf16, f32 weights, and q4_0 gemm (8 tokens);
 //   * one expert's FFN (cpu/expert_ffn.h), dense and ReLU-sparse at 60% / 80% inactive
 //     neurons, both down layouts, 1 token and 8 tokens sharing the weight reads;
-//   * that expert's reads alone (expert_reads_only, AVX-512 tables): the sparse call's bytes in
-//     its order without the arithmetic, the memory system's ceiling for this access pattern.
+//   * that expert's reads alone (expert_reads_only, tables that repack): the sparse call's
+//     bytes in its order without the arithmetic, the memory system's ceiling for this access
+//     pattern; and /contiguous: as many bytes per chunk task read as one stream (the ceiling
+//     for a call of this size and shape without the scattered rows).
 // Weights rotate through >= 256 MiB so every call streams from DRAM, as cold experts do.
 // Rows are split over the thread pool in fixed 64-row chunks (as the runtime does).
 // Each row reports
@@ -396,7 +398,10 @@ void BM_expert_ffn(benchmark::State& state, const KernelTable* kt, int64_t n_emb
 // same input (found once, outside the timing). The same bytes in the same order without the
 // arithmetic: how near the probe the memory system serves this pattern, beside how near the
 // whole call gets.
-void BM_expert_reads_only(benchmark::State& state, const KernelTable* kt, int level) {
+// contiguous: each chunk task reads the same number of bytes as its active rows hold, but as
+// one stream from the start of the chunk's up/down region (no software prefetch): what the
+// same call costs without the scattered pattern (fork-join, gate and call size unchanged).
+void BM_expert_reads_only(benchmark::State& state, const KernelTable* kt, int level, bool contiguous) {
   FfnSet& s = ffn_set(1536, 768);
   const int64_t d = s.n_embd, f = s.n_ff, n_chunk = f / k_ffn_chunk;
   static std::map<int, std::vector<std::vector<uint8_t>>> active_by_level;
@@ -439,6 +444,13 @@ void BM_expert_reads_only(benchmark::State& state, const KernelTable* kt, int le
     g_pool->parallel_for(n_chunk, [&](int64_t c) {
       uint64_t v = sum(reinterpret_cast<const uint64_t*>(gate + static_cast<size_t>(c) * chunk_gate), chunk_gate / 8);
       const int64_t j0 = c * k_ffn_chunk;
+      if (contiguous) {
+        const auto n_on = std::count(on.begin() + j0, on.begin() + j0 + k_ffn_chunk, uint8_t{1});
+        v += sum(reinterpret_cast<const uint64_t*>(ud + 2 * rb * static_cast<size_t>(j0)),
+                 2 * rb * static_cast<size_t>(n_on) / 8);
+        sink[static_cast<size_t>(c)] = v;
+        return;
+      }
       for (int64_t j = j0; j < j0 + k_ffn_chunk; ++j)  // as expert_ffn asks for its active rows
         if (on[static_cast<size_t>(j)]) {
           for (size_t o = 0; o < 2 * rb; o += 64) __builtin_prefetch(ud + 2 * rb * static_cast<size_t>(j) + o, 0, 2);
@@ -656,12 +668,15 @@ void register_all() {
     }
     if (kt->prefer_q4_0x16) {
       for (int level : {1, 2}) {
-        benchmark::RegisterBenchmark(("expert_reads_only" + sfx + "/4b_down_transposed_repacked/inactive_" +
-                                      std::to_string(static_cast<int>(k_inactive[level] * 100)) + "/n_tok_1")
-                                         .c_str(),
-                                     BM_expert_reads_only, kt, level)
-            ->Unit(benchmark::kMicrosecond)
-            ->UseRealTime();
+        for (bool contiguous : {false, true}) {
+          benchmark::RegisterBenchmark(("expert_reads_only" + sfx + "/4b_down_transposed_repacked/inactive_" +
+                                        std::to_string(static_cast<int>(k_inactive[level] * 100)) + "/n_tok_1" +
+                                        (contiguous ? "/contiguous" : ""))
+                                           .c_str(),
+                                       BM_expert_reads_only, kt, level, contiguous)
+              ->Unit(benchmark::kMicrosecond)
+              ->UseRealTime();
+        }
       }
     }
     for (const Shape& sh : shapes) {
